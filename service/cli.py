@@ -1,0 +1,22 @@
+"""`kbloop`: the command line. Each package contributes a group of subcommands; heavy imports happen
+inside the commands, so `kbloop --help` stays fast and never imports torch."""
+
+from __future__ import annotations
+
+import typer
+
+from rag.cli import index_app, register as register_rag
+
+app = typer.Typer(
+    name="kbloop",
+    help="kbloop: an internal-knowledge chatbot that learns from its users' feedback.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+register_rag(app)
+app.add_typer(index_app, name="index")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
