@@ -89,7 +89,9 @@ def _heading(title: str, path: tuple[str, ...]) -> str:
     return " > ".join((title, *path)) if path else title
 
 
-def _merge_small_sections(sections: list[Section], count: TokenCounter, config: ChunkingConfig) -> list[Section]:
+def _merge_small_sections(
+    sections: list[Section], count: TokenCounter, config: ChunkingConfig
+) -> list[Section]:
     """Fold a section shorter than `min_tokens` into the next one (or the previous one, at the end).
 
     The small section's heading stays in the text, so "## Parking" + one line still reads right.

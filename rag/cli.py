@@ -82,7 +82,9 @@ def ingest_command(
         typer.Argument(help="Files and folders that make up the corpus (default: those of the last ingest)."),
     ] = None,
     index: IndexOption = None,
-    full: Annotated[bool, typer.Option("--full", help="Re-embed everything instead of only changes.")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-embed everything instead of only changes.")
+    ] = False,
     as_json: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -130,7 +132,8 @@ def search_command(
     as_json: JsonOption = False,
     index: IndexOption = None,
     queries: Annotated[
-        Path | None, typer.Option("--queries", help="File with one question per line; prints one JSON list each.")
+        Path | None,
+        typer.Option("--queries", help="File with one question per line; prints one JSON list each."),
     ] = None,
     groups: Annotated[
         str | None, typer.Option("--groups", help="Search as a member of these comma-separated groups only.")
@@ -247,7 +250,9 @@ def calibrate_command(
     flags = [calibration.probability(f) < threshold for f in features]
     unanswerable = [f for f, a in zip(flags, answerable, strict=True) if not a]
     answerable_flags = [f for f, a in zip(flags, answerable, strict=True) if a]
-    print(f"saved {index_dir / 'calibration.json'}: weights {calibration.weights}, bias {calibration.bias:.3f}")
+    print(
+        f"saved {index_dir / 'calibration.json'}: weights {calibration.weights}, bias {calibration.bias:.3f}"
+    )
     print(f"  flagged {sum(unanswerable)}/{len(unanswerable)} unanswerable, "
           f"{sum(answerable_flags)}/{len(answerable_flags)} answerable (in-sample)")  # fmt: skip
 

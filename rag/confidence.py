@@ -83,5 +83,8 @@ def fit_calibration(
     model.fit([list(f) for f in features], [int(a) for a in answerable])
     w = model.coef_[0]
     return Calibration(
-        weights=(float(w[0]), float(w[1])), bias=float(model.intercept_[0]), threshold=threshold, fitted_on=label
+        weights=(float(w[0]), float(w[1])),
+        bias=float(model.intercept_[0]),
+        threshold=threshold,
+        fitted_on=label,
     )

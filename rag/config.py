@@ -15,10 +15,12 @@ class ChunkingConfig:
         metadata={"help": "Largest chunk in embedder tokens, heading line included (MiniLM reads 256)."},
     )
     overlap_tokens: int = field(
-        default=40, metadata={"help": "Tokens repeated from the end of a split chunk at the start of the next."}
+        default=40,
+        metadata={"help": "Tokens repeated from the end of a split chunk at the start of the next."},
     )
     min_tokens: int = field(
-        default=24, metadata={"help": "A section shorter than this is merged into the next one of its parent."}
+        default=24,
+        metadata={"help": "A section shorter than this is merged into the next one of its parent."},
     )
 
 
@@ -32,6 +34,12 @@ class RagConfig:
     max_file_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "Files above this are skipped."})
     fusion: Fusion = field(default="rrf", metadata={"help": "How dense and BM25 rankings are combined."})
     rrf_k: int = field(default=60, metadata={"help": "Reciprocal rank fusion constant."})
-    dense_weight: float = field(default=0.5, metadata={"help": "Weight of the dense score in weighted fusion."})
-    candidates: int = field(default=50, metadata={"help": "Candidates taken from each retriever before fusion."})
-    keep_versions: int = field(default=3, metadata={"help": "Index versions kept on disk (current included)."})
+    dense_weight: float = field(
+        default=0.5, metadata={"help": "Weight of the dense score in weighted fusion."}
+    )
+    candidates: int = field(
+        default=50, metadata={"help": "Candidates taken from each retriever before fusion."}
+    )
+    keep_versions: int = field(
+        default=3, metadata={"help": "Index versions kept on disk (current included)."}
+    )

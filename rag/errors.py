@@ -61,5 +61,6 @@ class InvalidQuery(RagError):
 def missing_extra(package: str, extra: str = "rag") -> MissingExtra:
     """The error raised when an optional dependency is absent: it names the command that fixes it."""
     return MissingExtra(
-        f"{package} is not installed; run `pip install -e '.[{extra}]'` (or `make run`, which installs everything)"
+        f"{package} is not installed; run `pip install -e '.[{extra}]'` "
+        "(or `make run`, which installs everything)"
     )

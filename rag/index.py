@@ -137,7 +137,9 @@ def load_version(index_dir: Path, version: str | None = None) -> IndexVersion:
     except (RuntimeError, OSError, ValueError, KeyError) as exc:
         raise IndexCorrupt(f"index version {version} is unreadable ({exc}); re-run `kbloop ingest`") from exc
     if dense.ntotal != len(chunks):
-        raise IndexCorrupt(f"index version {version}: faiss holds {dense.ntotal} vectors for {len(chunks)} chunks")
+        raise IndexCorrupt(
+            f"index version {version}: faiss holds {dense.ntotal} vectors for {len(chunks)} chunks"
+        )
     return IndexVersion(version, folder, manifest, chunks, embeddings, dense, lexical)
 
 
@@ -166,7 +168,9 @@ def write_version(
         with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as fh:
             for chunk in chunks:
                 fh.write(json.dumps(chunk_to_json(chunk), ensure_ascii=False) + "\n")
-        np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32), allow_pickle=False)
+        np.save(
+            tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32), allow_pickle=False
+        )
         dense = faiss.IndexFlatIP(int(embeddings.shape[1]))
         if len(chunks):
             dense.add(np.ascontiguousarray(embeddings, dtype=np.float32))

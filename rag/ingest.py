@@ -110,7 +110,9 @@ def ingest(
     count = token_counter(config.embedder)
     with ingest_lock(index_dir):
         previous = current_version(index_dir)
-        old_files, old_chunks, old_vectors = {}, {}, {}
+        old_files: dict[str, Any] = {}
+        old_chunks: dict[str, Chunk] = {}
+        old_vectors: dict[str, np.ndarray] = {}
         if previous and not full:
             old_files, old_chunks, old_vectors = _previous_state(index_dir, previous, embedder.label, config)
 
@@ -130,7 +132,8 @@ def ingest(
         if not chunks:
             skipped = "; ".join(f"{s}: {r}" for s, r in report.skipped[:10])
             raise EmptyCorpus(
-                f"nothing to index under {', '.join(map(str, paths))}" + (f" (skipped: {skipped})" if skipped else "")
+                f"nothing to index under {', '.join(map(str, paths))}"
+                + (f" (skipped: {skipped})" if skipped else "")
             )
         changed = report.files_new or report.files_changed or report.files_deleted or previous is None
         if not changed:

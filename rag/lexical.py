@@ -12,21 +12,25 @@ import numpy as np
 
 from rag.errors import missing_extra
 
-
 # Function words and the words of asking ("how do I", "where is my") that carry no topic; bm25s's own
 # English list (33 words) keeps them, which makes every question look partly unanswered.
-STOPWORDS = sorted(
-    set(
-        """a about above after again against all am an and any are as at be because been before being below
-        between both but by can could did do does doing done down during each few for from further get gets
-        getting got had has have having he her here hers herself him himself his how i if in into is it its
-        itself just let me might more most must my myself need needs no nor not now of off on once only or
-        other ought our ours ourselves out over own please same shall she should so some such than that the
-        their theirs them themselves then there these they this those through to too under until up us very
-        was we were what when where which while who whom why will with would you your yours yourself
-        yourselves anyone anything someone something tell know want wanna hi hello thanks thank ok okay""".split()
-    )
-)
+# fmt: off
+STOPWORDS = frozenset({
+    'a', 'about', 'above', 'after', 'again', 'against', 'all', 'am', 'an', 'and', 'any', 'anyone',
+    'anything', 'are', 'as', 'at', 'be', 'because', 'been', 'before', 'being', 'below', 'between', 'both',
+    'but', 'by', 'can', 'could', 'did', 'do', 'does', 'doing', 'done', 'down', 'during', 'each', 'few',
+    'for', 'from', 'further', 'get', 'gets', 'getting', 'got', 'had', 'has', 'have', 'having', 'he',
+    'hello', 'her', 'here', 'hers', 'herself', 'hi', 'him', 'himself', 'his', 'how', 'i', 'if', 'in',
+    'into', 'is', 'it', 'its', 'itself', 'just', 'know', 'let', 'me', 'might', 'more', 'most', 'must', 'my',
+    'myself', 'need', 'needs', 'no', 'nor', 'not', 'now', 'of', 'off', 'ok', 'okay', 'on', 'once', 'only',
+    'or', 'other', 'ought', 'our', 'ours', 'ourselves', 'out', 'over', 'own', 'please', 'same', 'shall',
+    'she', 'should', 'so', 'some', 'someone', 'something', 'such', 'tell', 'than', 'thank', 'thanks',
+    'that', 'the', 'their', 'theirs', 'them', 'themselves', 'then', 'there', 'these', 'they', 'this',
+    'those', 'through', 'to', 'too', 'under', 'until', 'up', 'us', 'very', 'wanna', 'want', 'was', 'we',
+    'were', 'what', 'when', 'where', 'which', 'while', 'who', 'whom', 'why', 'will', 'with', 'would', 'you',
+    'your', 'yours', 'yourself', 'yourselves',
+})
+# fmt: on
 
 
 def _stemmer() -> Any:
@@ -58,7 +62,9 @@ class LexicalIndex:
     def build(cls, texts: Sequence[str]) -> LexicalIndex:
         bm25s = _bm25s()
         stemmer = _stemmer()
-        tokenized = bm25s.tokenize(list(texts), stopwords=STOPWORDS, stemmer=stemmer, show_progress=False)
+        tokenized = bm25s.tokenize(
+            list(texts), stopwords=sorted(STOPWORDS), stemmer=stemmer, show_progress=False
+        )
         retriever = bm25s.BM25()
         retriever.index(tokenized, show_progress=False)
         id_to_term = {i: t for t, i in tokenized.vocab.items()}
@@ -82,7 +88,9 @@ class LexicalIndex:
     def terms(self, text: str) -> list[str]:
         """Stemmed, stopword-free terms of a text, as the index sees them."""
         bm25s = _bm25s()
-        out = bm25s.tokenize(text, stopwords=STOPWORDS, stemmer=self._stemmer, return_ids=False, show_progress=False)
+        out = bm25s.tokenize(
+            text, stopwords=sorted(STOPWORDS), stemmer=self._stemmer, return_ids=False, show_progress=False
+        )
         return list(out[0]) if out else []
 
     def idf(self, term: str) -> float:

@@ -127,7 +127,9 @@ def normalize_groups(value: Any) -> tuple[str, ...]:
     """Front-matter `groups` as a sorted tuple of lowercase names: accepts a list or a comma string."""
     if value is None:
         return ()
-    items = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, list) else [value]
+    items = (
+        value.split(",") if isinstance(value, str) else list(value) if isinstance(value, list) else [value]
+    )
     return tuple(sorted({str(item).strip().lower() for item in items if str(item).strip()}))
 
 
@@ -185,8 +187,11 @@ def sections_from_lines(
         match = None if in_fence else _HEADING.match(line)
         if match:
             level, heading = len(match.group(1)), match.group(2).strip()
-        elif not in_fence and caps_headings and _CAPS_HEADING.match(line.strip()) and any(
-            c.isalpha() for c in line
+        elif (
+            not in_fence
+            and caps_headings
+            and _CAPS_HEADING.match(line.strip())
+            and any(c.isalpha() for c in line)
         ):
             level, heading = 2, line.strip().title()
         else:
@@ -305,7 +310,7 @@ def _parse_pdf(data: bytes) -> tuple[str, tuple[str, ...], list[Section], list[s
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise SkipFile(f"corrupt PDF: {exc}") from exc
-    groups = ()
+    groups: tuple[str, ...] = ()
     if keywords.lower().startswith("groups:"):
         groups = normalize_groups(keywords.split(":", 1)[1])
     sections = [

@@ -109,7 +109,8 @@ class Retriever:
                 built_with = loaded.manifest.get("embedder")
                 if built_with != self.embedder.label:
                     raise EmbedderUnavailable(
-                        f"the index was built with {built_with!r} but the embedder is {self.embedder.label!r}; "
+                        f"the index was built with {built_with!r} "
+                        f"but the embedder is {self.embedder.label!r}; "
                         "re-run `kbloop ingest --full` with the new embedder"
                     )
                 self._version, self._masks = loaded, {}
@@ -203,7 +204,7 @@ class Retriever:
             allowed = np.flatnonzero(mask).astype(np.int64)
             if allowed.size == 0:
                 return {}
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
             n = min(n, int(allowed.size))
         scores, rows = version.dense.search(vector, n, params=params)
         return {int(r): float(s) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0}

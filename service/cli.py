@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import typer
 
-from rag.cli import index_app, register as register_rag
+from rag.cli import index_app
+from rag.cli import register as register_rag
 
 app = typer.Typer(
     name="kbloop",

@@ -15,17 +15,23 @@ from rag.config import ChunkingConfig, RagConfig
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KBLOOP_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(Path("var"), description="Everything kbloop writes: index, database, models, runs.")
+    data_dir: Path = Field(
+        Path("var"), description="Everything kbloop writes: index, database, models, runs."
+    )
     index_dir: Path | None = Field(None, description="Search index folder (default: DATA_DIR/index).")
     embedder: str = Field(
         "", description="sentence-transformers model folder or id; empty = the bundled all-MiniLM-L6-v2."
     )
     embed_batch_size: int = Field(64, ge=1, le=4096, description="Texts per embedding batch during ingest.")
     chunk_max_tokens: int = Field(240, ge=32, le=8192, description="Largest chunk, in embedder tokens.")
-    chunk_overlap_tokens: int = Field(40, ge=0, le=1024, description="Overlap between split chunks, in tokens.")
+    chunk_overlap_tokens: int = Field(
+        40, ge=0, le=1024, description="Overlap between split chunks, in tokens."
+    )
     chunk_min_tokens: int = Field(24, ge=0, le=1024, description="Smaller sections merge into the next one.")
     max_file_mb: float = Field(20.0, gt=0, description="Files larger than this are skipped at ingest.")
-    fusion: Literal["rrf", "weighted"] = Field("rrf", description="Hybrid fusion: reciprocal rank or weighted sum.")
+    fusion: Literal["rrf", "weighted"] = Field(
+        "rrf", description="Hybrid fusion: reciprocal rank or weighted sum."
+    )
     search_k: int = Field(5, ge=1, le=100, description="Passages retrieved per question.")
     sample_corpus: Path = Field(
         Path("examples/acme-handbook"), description="Knowledge base that `make run` ingests."
