@@ -97,21 +97,21 @@ def _merge_small_sections(
     The small section's heading stays in the text, so "## Parking" + one line still reads right.
     """
     out: list[Section] = []
-    carry: str = ""
+    carry = ""
     for i, section in enumerate(sections):
         text = f"{carry}\n\n{section.text}".strip() if carry else section.text
         carry = ""
-        is_last = i == len(sections) - 1
-        if not is_last and count(text) < config.min_tokens:
-            label = section.path[-1] if section.path else ""
-            carry = f"{label}: {text}" if label else text
+        if count(text) >= config.min_tokens:
+            out.append(Section(section.path, text))
             continue
-        out.append(Section(section.path, text))
-    if carry:
-        if out:
-            out[-1] = Section(out[-1].path, f"{out[-1].text}\n\n{carry}")
+        label = section.path[-1] if section.path else ""
+        labelled = f"{label}: {text}" if label else text
+        if i < len(sections) - 1:
+            carry = labelled
+        elif out:
+            out[-1] = Section(out[-1].path, f"{out[-1].text}\n\n{labelled}")
         else:
-            out.append(Section((), carry))
+            out.append(Section(section.path, text))
     return out
 
 

@@ -143,8 +143,14 @@ def load_version(index_dir: Path, version: str | None = None) -> IndexVersion:
     return IndexVersion(version, folder, manifest, chunks, embeddings, dense, lexical)
 
 
-def new_version_id(digest: str) -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{digest[:8]}"
+def new_version_id(index_dir: Path, digest: str) -> str:
+    """`YYYYmmdd-HHMMSS-<content digest>`: sortable by time; suffixed when that name is already taken."""
+    base = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{digest[:8]}"
+    version, n = base, 1
+    while version_dir(index_dir, version).exists():
+        n += 1
+        version = f"{base}-{n}"
+    return version
 
 
 def write_version(

@@ -143,7 +143,7 @@ def ingest(
 
         vectors = _embed(chunks, old_vectors, embedder, progress, report)
         digest = hashlib.sha256("".join(c.chunk_id + c.content_hash for c in chunks).encode()).hexdigest()
-        version = new_version_id(digest)
+        version = new_version_id(index_dir, digest)
         manifest = {
             "version": version,
             "parent": previous,
