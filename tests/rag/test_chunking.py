@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -43,7 +44,7 @@ def test_long_section_splits_within_budget_with_overlap() -> None:
     for c in chunks:
         assert words(c.embed_text) + 2 <= config.max_tokens  # heading line and [CLS]/[SEP] included
     # consecutive windows share their boundary sentences
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         last = re.findall(r"S\d+", a.text)[-1]
         assert last in b.text
     # nothing is lost

@@ -93,8 +93,9 @@ def test_calibrate_writes_calibration(index: Path, tmp_path: Path) -> None:
     target = tmp_path / "ix"
     shutil.copytree(index, target)
     golden = tmp_path / "golden.jsonl"
-    rows = [("how much is a parking permit", True), ("when is lunch served", True), ("lost badge", True),
-            ("stock options vesting", False), ("company car lease", False), ("pet policy dogs", False)]  # fmt: skip
+    covered = ["how much is a parking permit", "when is lunch served", "lost badge"]
+    uncovered = ["stock options vesting", "company car lease", "pet policy dogs"]
+    rows = [(q, True) for q in covered] + [(q, False) for q in uncovered]
     golden.write_text("\n".join(json.dumps({"question": q, "answerable": a}) for q, a in rows))
     result = runner.invoke(app, ["index", "calibrate", "--golden", str(golden), "--index", str(target)])
     assert result.exit_code == 0, result.output
