@@ -128,7 +128,10 @@ def _print_report(report: IngestReport, index_dir: Path) -> None:
 
 def search_command(
     question: Annotated[str | None, typer.Argument(help="The question to search for.")] = None,
-    k: Annotated[int, typer.Option("-k", "--k", help="Number of passages.", min=1, max=100)] = 5,
+    k: Annotated[
+        int | None,
+        typer.Option("-k", "--k", help="Number of passages (default KBLOOP_SEARCH_K).", min=1, max=100),
+    ] = None,
     as_json: JsonOption = False,
     index: IndexOption = None,
     queries: Annotated[
@@ -149,7 +152,9 @@ def search_command(
     if mode not in ("hybrid", "dense", "lexical"):
         raise _fail(ValueError(f"--mode must be hybrid, dense or lexical, not {mode!r}"))
     member_of = [g.strip() for g in groups.split(",") if g.strip()] if groups is not None else None
-    retriever = Retriever(_index_dir(index), get_settings().rag_config())
+    settings = get_settings()
+    k = k or settings.search_k
+    retriever = Retriever(_index_dir(index), settings.rag_config())
     if queries is not None:
         try:
             lines = queries.read_text(encoding="utf-8").splitlines()

@@ -33,9 +33,6 @@ class Settings(BaseSettings):
         "rrf", description="Hybrid fusion: reciprocal rank or weighted sum."
     )
     search_k: int = Field(5, ge=1, le=100, description="Passages retrieved per question.")
-    sample_corpus: Path = Field(
-        Path("examples/acme-handbook"), description="Knowledge base that `make run` ingests."
-    )
 
     @property
     def resolved_index_dir(self) -> Path:
