@@ -23,7 +23,6 @@ import os
 import platform
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -116,19 +115,27 @@ def refusal(retriever: Retriever, golden: list[GoldenQuestion], folds: int = 5) 
         for g, f in zip(golden, features, strict=True)
         if (DEFAULT_CALIBRATION.probability(f) < DEFAULT_CALIBRATION.threshold) == g.answerable
     ]
+
+    def feature_mean(column: int, answerable: bool) -> float:
+        return round(mean([f[column] for f, y in zip(features, labels, strict=True) if y == answerable]), 4)
+
     return {
-        "shipped_calibration": {"weights": DEFAULT_CALIBRATION.weights, "bias": DEFAULT_CALIBRATION.bias,
-                                "threshold": DEFAULT_CALIBRATION.threshold, **shipped},  # fmt: skip
+        "shipped_calibration": {
+            "weights": DEFAULT_CALIBRATION.weights,
+            "bias": DEFAULT_CALIBRATION.bias,
+            "threshold": DEFAULT_CALIBRATION.threshold,
+            **shipped,
+        },
         "cross_validated": {"folds": folds, **rates(oof)},
         "fit_on_all": {"weights": [round(w, 3) for w in full.weights], "bias": round(full.bias, 3)},
         "errors_with_shipped": flagged,
         "features": {
-            "answerable_dense_top_mean": round(mean([f[0] for f, y in zip(features, labels, strict=True) if y]), 4),
-            "unanswerable_dense_top_mean": round(mean([f[0] for f, y in zip(features, labels, strict=True) if not y]), 4),
-            "answerable_coverage_mean": round(mean([f[1] for f, y in zip(features, labels, strict=True) if y]), 4),
-            "unanswerable_coverage_mean": round(mean([f[1] for f, y in zip(features, labels, strict=True) if not y]), 4),
+            "answerable_dense_top_mean": feature_mean(0, True),
+            "unanswerable_dense_top_mean": feature_mean(0, False),
+            "answerable_coverage_mean": feature_mean(1, True),
+            "unanswerable_coverage_mean": feature_mean(1, False),
         },
-    }  # fmt: skip
+    }
 
 
 def ingest_speed(work: Path, embedder: Embedder, copies: int) -> dict[str, Any]:
@@ -178,7 +185,7 @@ def ingest_speed(work: Path, embedder: Embedder, copies: int) -> dict[str, Any]:
 def synthesize(
     chunks: list[Chunk], vectors: np.ndarray, n: int, seed: int = 0
 ) -> tuple[list[Chunk], np.ndarray]:
-    """n chunks made by recombining real sentences; vectors = a real chunk's vector plus noise, renormalized."""
+    """n chunks made of real sentences; each vector = a real chunk's vector plus noise, renormalized."""
     rng = np.random.default_rng(seed)
     pick = random.Random(seed)
     sentences = [s for c in chunks for s in c.text.replace("\n", " ").split(". ") if len(s) > 20]
