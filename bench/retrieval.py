@@ -38,7 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from rag.chunking import Chunk, content_hash  # noqa: E402
-from rag.confidence import DEFAULT_CALIBRATION, fit_calibration  # noqa: E402
+from rag.confidence import DEFAULT_CALIBRATION, KNOWN_FEATURES, fit_calibration  # noqa: E402
 from rag.config import RagConfig  # noqa: E402
 from rag.embedding import Embedder  # noqa: E402
 from rag.evaluation import GoldenQuestion, load_golden, mean, recall_at_k, reciprocal_rank  # noqa: E402
@@ -83,9 +83,15 @@ def quality(retriever: Retriever, golden: list[GoldenQuestion]) -> dict[str, Any
 
 
 def refusal(retriever: Retriever, golden: list[GoldenQuestion], folds: int = 5) -> dict[str, Any]:
-    """Flag rates with the shipped calibration, and out-of-fold rates of a fresh logistic fit."""
+    """Flag rates with the shipped calibration (in-sample), and out-of-fold rates of a fresh fit.
+
+    Out of fold, each fold's calibration and threshold (at most 10% of the training fold's answerable
+    questions refused) are chosen on the other folds only, so the rates are what a new corpus would see.
+    """
+    from sklearn.metrics import roc_auc_score
+
     results = [retriever.search(g.question, k=5) for g in golden]
-    features = [[r.features["dense_top"], r.features["coverage"]] for r in results]
+    features = [r.features for r in results]
     labels = [g.answerable for g in golden]
 
     def rates(flags: list[bool]) -> dict[str, float]:
@@ -98,43 +104,56 @@ def refusal(retriever: Retriever, golden: list[GoldenQuestion], folds: int = 5) 
             "n_answerable": len(ans),
         }
 
-    shipped = rates([DEFAULT_CALIBRATION.probability(f) < DEFAULT_CALIBRATION.threshold for f in features])
+    shipped_p = [DEFAULT_CALIBRATION.probability(f) for f in features]
+    shipped = rates([p < DEFAULT_CALIBRATION.threshold for p in shipped_p])
     # stratified folds: every fold holds some unanswerable questions
     order = sorted(range(len(golden)), key=lambda i: (labels[i], random.Random(i).random()))
     fold_of = {i: n % folds for n, i in enumerate(order)}
-    oof: list[bool] = [False] * len(golden)
+    oof_p = [0.0] * len(golden)
+    oof_flag = [False] * len(golden)
+    oof_half = [False] * len(golden)
     for fold in range(folds):
         train = [i for i in range(len(golden)) if fold_of[i] != fold]
         cal = fit_calibration([features[i] for i in train], [labels[i] for i in train])
         for i in range(len(golden)):
             if fold_of[i] == fold:
-                oof[i] = cal.probability(features[i]) < cal.threshold
+                oof_p[i] = cal.probability(features[i])
+                oof_flag[i] = oof_p[i] < cal.threshold
+                oof_half[i] = oof_p[i] < 0.5
     full = fit_calibration(features, labels, label="golden.jsonl (all)")
     flagged = [
-        {"id": g.id, "answerable": g.answerable, "confidence": round(DEFAULT_CALIBRATION.probability(f), 3)}
-        for g, f in zip(golden, features, strict=True)
-        if (DEFAULT_CALIBRATION.probability(f) < DEFAULT_CALIBRATION.threshold) == g.answerable
+        {"id": g.id, "answerable": g.answerable, "confidence": round(p, 3)}
+        for g, p in zip(golden, shipped_p, strict=True)
+        if (p < DEFAULT_CALIBRATION.threshold) == g.answerable
     ]
 
-    def feature_mean(column: int, answerable: bool) -> float:
-        return round(mean([f[column] for f, y in zip(features, labels, strict=True) if y == answerable]), 4)
+    def feature_auc(name: str) -> float:
+        return round(float(roc_auc_score(labels, [f[name] for f in features])), 4)
 
     return {
         "shipped_calibration": {
+            "features": DEFAULT_CALIBRATION.features,
             "weights": DEFAULT_CALIBRATION.weights,
             "bias": DEFAULT_CALIBRATION.bias,
             "threshold": DEFAULT_CALIBRATION.threshold,
+            "auc": round(float(roc_auc_score(labels, shipped_p)), 4),
             **shipped,
         },
-        "cross_validated": {"folds": folds, **rates(oof)},
-        "fit_on_all": {"weights": [round(w, 3) for w in full.weights], "bias": round(full.bias, 3)},
-        "errors_with_shipped": flagged,
-        "features": {
-            "answerable_dense_top_mean": feature_mean(0, True),
-            "unanswerable_dense_top_mean": feature_mean(0, False),
-            "answerable_coverage_mean": feature_mean(1, True),
-            "unanswerable_coverage_mean": feature_mean(1, False),
+        "cross_validated": {
+            "folds": folds,
+            "auc": round(float(roc_auc_score(labels, oof_p)), 4),
+            "threshold_max_10pct_false_refusals": rates(oof_flag),
+            "threshold_0.5": rates(oof_half),
         },
+        "fit_on_all": {
+            "features": full.features,
+            "weights": [round(w, 3) for w in full.weights],
+            "bias": round(full.bias, 3),
+            "threshold": round(full.threshold, 3),
+        },
+        "errors_with_shipped": flagged,
+        # P(answerable) ranks: above 0.5 a feature is higher for answerable questions
+        "feature_auc": {name: feature_auc(name) for name in KNOWN_FEATURES},
     }
 
 

@@ -233,7 +233,15 @@ def info_command(index: IndexOption = None, as_json: JsonOption = False) -> None
 def calibrate_command(
     golden: Annotated[Path, typer.Option("--golden", help="JSONL with `question` and `answerable` fields.")],
     index: IndexOption = None,
-    threshold: Annotated[float, typer.Option(help="Confidence below which the service refuses.")] = 0.5,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Confidence below which the service refuses; default: set by --max-false-refusals."
+        ),
+    ] = None,
+    max_false_refusals: Annotated[
+        float, typer.Option(help="Largest share of answerable questions the threshold may refuse.")
+    ] = 0.10,
 ) -> None:
     """Fit the refusal confidence on labelled questions and save it next to the index."""
     from rag.confidence import fit_calibration
@@ -248,15 +256,18 @@ def calibrate_command(
         raise _fail(ValueError(f"cannot read questions from {golden}: {exc}")) from exc
     retriever = Retriever(index_dir, get_settings().rag_config())
     results = [_run(lambda q=q: retriever.search(q, k=5)) for q, _ in labelled]  # type: ignore[misc]
-    features = [[r.features["dense_top"], r.features["coverage"]] for r in results]
+    features = [r.features for r in results]
     answerable = [a for _, a in labelled]
-    calibration = _run(lambda: fit_calibration(features, answerable, threshold, label=str(golden)))
+    calibration = _run(
+        lambda: fit_calibration(features, answerable, threshold, max_false_refusals, label=str(golden))
+    )
     calibration.save(index_dir / "calibration.json")
-    flags = [calibration.probability(f) < threshold for f in features]
+    flags = [calibration.probability(f) < calibration.threshold for f in features]
     unanswerable = [f for f, a in zip(flags, answerable, strict=True) if not a]
     answerable_flags = [f for f, a in zip(flags, answerable, strict=True) if a]
     print(
-        f"saved {index_dir / 'calibration.json'}: weights {calibration.weights}, bias {calibration.bias:.3f}"
+        f"saved {index_dir / 'calibration.json'}: features {calibration.features}, "
+        f"weights {calibration.weights}, bias {calibration.bias:.3f}, threshold {calibration.threshold:.3f}"
     )
     print(f"  flagged {sum(unanswerable)}/{len(unanswerable)} unanswerable, "
           f"{sum(answerable_flags)}/{len(answerable_flags)} answerable (in-sample)")  # fmt: skip

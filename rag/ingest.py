@@ -31,6 +31,7 @@ from rag.index import (
     read_manifest,
     write_version,
 )
+from rag.lexical import LEXICAL_VERSION
 from rag.loaders import SkipFile, discover, file_hash, load_document
 
 
@@ -152,6 +153,7 @@ def ingest(
             "embedder": embedder.label,
             "dimension": int(vectors.shape[1]),
             "chunking": asdict(config.chunking),
+            "lexical": LEXICAL_VERSION,
             "counts": {"files": len(file_entries), "chunks": len(chunks)},
             "files": file_entries,
             "skipped": [{"source": s, "reason": r} for s, r in report.skipped],
@@ -180,6 +182,10 @@ def _previous_state(
         return {}, {}, {}  # rebuild from scratch rather than fail: the files are the source of truth
     by_id = {c.chunk_id: c for c in chunks}
     by_hash = {c.content_hash: vectors[i] for i, c in enumerate(chunks)}
+    if manifest.get("lexical") != LEXICAL_VERSION:
+        # the term index was built by another tokenizer: every file is re-read and the BM25 index rebuilt,
+        # but the embeddings are still good and are reused by content hash
+        return {}, by_id, by_hash
     return dict(manifest.get("files", {})), by_id, by_hash
 
 

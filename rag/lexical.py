@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from typing import Any
 import numpy as np
 
 from rag.errors import missing_extra
+
+# Bumped whenever tokenization changes: an index built by another version is re-tokenized on next ingest.
+LEXICAL_VERSION = 2
 
 # Function words and the words of asking ("how do I", "where is my") that carry no topic; bm25s's own
 # English list (33 words) keeps them, which makes every question look partly unanswered.
@@ -29,8 +33,32 @@ STOPWORDS = frozenset({
     'those', 'through', 'to', 'too', 'under', 'until', 'up', 'us', 'very', 'wanna', 'want', 'was', 'we',
     'were', 'what', 'when', 'where', 'which', 'while', 'who', 'whom', 'why', 'will', 'with', 'would', 'you',
     'your', 'yours', 'yourself', 'yourselves',
+    # contractions: the tokenizer splits "didn't" into "didn" + "t"; people also type them unapostrophed
+    'aren', 'arent', 'cant', 'couldn', 'couldnt', 'didn', 'didnt', 'doesn', 'doesnt', 'don', 'dont',
+    'hadn', 'hasn', 'haven', 'havent', 'hows', 'im', 'isn', 'isnt', 'ive', 'ill', 'shouldn', 'thats',
+    'theres', 'wasn', 'wasnt', 'weren', 'whats', 'wheres', 'whos', 'won', 'wont', 'wouldn', 'youre',
+})
+# Words that shape a question ("how long", "how much", "what happens if") without naming its topic. They
+# stay searchable but do not count towards query coverage: a passage need not say "long" to answer
+# "how long do we keep I-9 forms?".
+QUESTION_FILLER = frozenset({
+    'allowed', 'also', 'come', 'comes', 'ever', 'exactly', 'far', 'fast', 'go', 'goes', 'going',
+    'happen', 'happens', 'like', 'long', 'many', 'much', 'often', 'possible', 'put', 'quick', 'quickly',
+    'really', 'soon', 'still', 'sure', 'take', 'talk', 'thing', 'things', 'way', 'ways',
 })
 # fmt: on
+
+_CODE_PAREN = re.compile(r"\b(\d+)\((\w)\)")  # 401(k) -> 401k
+_HYPHENATED = re.compile(r"\b(\w+)-(\w+)\b")  # Wi-Fi -> Wi-Fi WiFi, e-mail -> e-mail email
+
+
+def normalize(text: str) -> str:
+    """Spellings people write both ways, made to meet: `401(k)`/`401k`, `Wi-Fi`/`wifi`, `e-mail`/`email`.
+
+    Hyphenated words keep their parts and gain the joined form, so "Wi-Fi" matches "wifi" and "wi fi".
+    """
+    text = _CODE_PAREN.sub(r"\1\2", text)
+    return _HYPHENATED.sub(r"\1-\2 \1\2", text)
 
 
 def _stemmer() -> Any:
@@ -57,13 +85,14 @@ class LexicalIndex:
         self._stemmer = _stemmer()
         self.doc_freq = doc_freq
         self.n_docs = n_docs
+        self._filler: frozenset[str] | None = None
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> LexicalIndex:
         bm25s = _bm25s()
         stemmer = _stemmer()
         tokenized = bm25s.tokenize(
-            list(texts), stopwords=sorted(STOPWORDS), stemmer=stemmer, show_progress=False
+            [normalize(t) for t in texts], stopwords=sorted(STOPWORDS), stemmer=stemmer, show_progress=False
         )
         retriever = bm25s.BM25()
         retriever.index(tokenized, show_progress=False)
@@ -89,9 +118,19 @@ class LexicalIndex:
         """Stemmed, stopword-free terms of a text, as the index sees them."""
         bm25s = _bm25s()
         out = bm25s.tokenize(
-            text, stopwords=sorted(STOPWORDS), stemmer=self._stemmer, return_ids=False, show_progress=False
+            normalize(text),
+            stopwords=sorted(STOPWORDS),
+            stemmer=self._stemmer,
+            return_ids=False,
+            show_progress=False,
         )
         return list(out[0]) if out else []
+
+    def topic_terms(self, terms: Sequence[str]) -> list[str]:
+        """The terms that name what a question is about: `terms` without the question fillers."""
+        if self._filler is None:
+            self._filler = frozenset(self._stemmer.stemWords(sorted(QUESTION_FILLER)))
+        return [t for t in terms if t not in self._filler]
 
     def idf(self, term: str) -> float:
         """BM25's idf; a term the corpus never uses gets the largest value."""

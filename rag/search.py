@@ -17,10 +17,10 @@ from typing import Any, Literal
 import numpy as np
 
 from rag.chunking import Chunk
-from rag.confidence import DEFAULT_CALIBRATION, Calibration, term_coverage
+from rag.confidence import DEFAULT_CALIBRATION, Calibration, term_coverage, without_terms
 from rag.config import RagConfig
 from rag.embedding import Embedder
-from rag.errors import EmbedderUnavailable, InvalidQuery
+from rag.errors import EmbedderUnavailable, IndexCorrupt, InvalidQuery
 from rag.fusion import reciprocal_rank_fusion, top, weighted_fusion
 from rag.index import IndexVersion, current_version, load_version
 
@@ -95,7 +95,12 @@ class Retriever:
         if self._calibration is not None:
             return self._calibration
         path = self.index_dir / "calibration.json"
-        return Calibration.load(path) if path.exists() else DEFAULT_CALIBRATION
+        if not path.exists():
+            return DEFAULT_CALIBRATION
+        try:
+            return Calibration.load(path)
+        except ValueError as exc:
+            raise IndexCorrupt(f"{exc}; re-run `kbloop index calibrate` or delete the file") from exc
 
     def current(self) -> IndexVersion:
         """The published version, reloaded when CURRENT has moved since the last query."""
@@ -146,7 +151,8 @@ class Retriever:
         mask = self._mask(version, groups)
         n = max(self.config.candidates, k)
 
-        dense = self._dense(version, query, n, mask)
+        query_vector = self.embedder.encode_query(query)
+        dense = self._dense(version, query_vector, n, mask)
         terms = version.lexical.terms(query)
         lexical: dict[int, float] = {}
         if mode != "dense":
@@ -180,9 +186,9 @@ class Retriever:
             )
             for i, (row, score) in enumerate(best, start=1)
         ]
-        features = self._features(version, terms, dense, [row for row, _ in best])
+        features = self._features(version, query, query_vector, terms, dense, [row for row, _ in best])
         calibration = self.calibration
-        confidence = calibration.probability([features["dense_top"], features["coverage"]])
+        confidence = calibration.probability(features)
         return SearchResult(
             query=query,
             hits=hits,
@@ -192,8 +198,10 @@ class Retriever:
             features=features,
         )
 
-    def _dense(self, version: IndexVersion, query: str, n: int, mask: np.ndarray | None) -> dict[int, float]:
-        vector = self.embedder.encode_query(query).reshape(1, -1)
+    def _dense(
+        self, version: IndexVersion, query_vector: np.ndarray, n: int, mask: np.ndarray | None
+    ) -> dict[int, float]:
+        vector = query_vector.reshape(1, -1)
         n = min(n, version.dense.ntotal)
         if n == 0:
             return {}
@@ -209,14 +217,31 @@ class Retriever:
         scores, rows = version.dense.search(vector, n, params=params)
         return {int(r): float(s) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0}
 
-    @staticmethod
     def _features(
-        version: IndexVersion, terms: list[str], dense: dict[int, float], ranked: list[int]
+        self,
+        version: IndexVersion,
+        query: str,
+        query_vector: np.ndarray,
+        terms: list[str],
+        dense: dict[int, float],
+        ranked: list[int],
     ) -> dict[str, float]:
+        lexical = version.lexical
         passage_terms: set[str] = set()
         for row in ranked[:COVERAGE_PASSAGES]:
-            passage_terms.update(version.lexical.terms(version.chunks[row].embed_text))
+            passage_terms.update(lexical.terms(version.chunks[row].embed_text))
+        topic = lexical.topic_terms(terms)
+        missing = {t for t in topic if t not in passage_terms}
+        uncovered = 0.0
+        if missing:
+            rest = without_terms(query, missing, lexical.terms)
+            if rest.strip():
+                rest_vector = self.embedder.encode_query(rest)
+                uncovered = float(1.0 - np.dot(query_vector, rest_vector))
+            else:
+                uncovered = 1.0
         return {
             "dense_top": max(dense.values(), default=0.0),
-            "coverage": term_coverage(terms, passage_terms, version.lexical.idf),
+            "coverage": term_coverage(topic, passage_terms, lexical.idf),
+            "uncovered": uncovered,
         }

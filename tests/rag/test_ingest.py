@@ -166,3 +166,24 @@ def test_changed_embedder_config_rebuilds(corpus: Path, tmp_path: Path, embedder
     rechunked = RagConfig(chunking=RagConfig().chunking.__class__(max_tokens=120))
     report = ingest([corpus], index, rechunked, embedder=embedder)
     assert report.published and report.files_new == 5
+
+
+def test_index_from_another_tokenizer_is_retokenized_without_reembedding(
+    corpus: Path, tmp_path: Path, embedder
+) -> None:
+    import json
+
+    import rag.lexical
+
+    index = tmp_path / "index"
+    first = ingest([corpus], index, RagConfig(), embedder=embedder)
+    manifest_path = index / "versions" / first.version / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["lexical"] == rag.lexical.LEXICAL_VERSION
+    manifest["lexical"] = rag.lexical.LEXICAL_VERSION - 1  # as if built before the tokenizer changed
+    manifest_path.write_text(json.dumps(manifest))
+    counting = CountingEmbedder(embedder)
+    report = ingest([corpus], index, RagConfig(), embedder=counting)
+    assert report.published and report.version != first.version
+    assert counting.embedded == []  # every vector reused by content hash
+    assert read_manifest(index, report.version)["lexical"] == rag.lexical.LEXICAL_VERSION

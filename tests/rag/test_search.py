@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from rag.config import RagConfig
-from rag.errors import InvalidQuery
+from rag.errors import IndexCorrupt, InvalidQuery
 from rag.search import Retriever
 
 
@@ -65,9 +66,19 @@ def test_access_groups_filter_restricted_chunks(retriever: Retriever) -> None:
 def test_confidence_separates_covered_from_uncovered(retriever: Retriever) -> None:
     covered = retriever.search("how much does a parking permit cost per month", k=5)
     uncovered = retriever.search("what is the stock option vesting schedule", k=5)
-    assert covered.confidence > 0.5 > uncovered.confidence
+    assert covered.confidence > retriever.calibration.threshold > uncovered.confidence
     assert covered.answerable and not uncovered.answerable
     assert covered.features["coverage"] > uncovered.features["coverage"]
+    assert uncovered.features["uncovered"] > covered.features["uncovered"]
+
+
+def test_corrupt_calibration_file_is_a_clear_error(fixture_index: Path, tmp_path: Path, embedder) -> None:
+    index = tmp_path / "index"
+    shutil.copytree(fixture_index, index)
+    (index / "calibration.json").write_text("{oops")
+    retriever = Retriever(index, RagConfig(), embedder=embedder)
+    with pytest.raises(IndexCorrupt, match="kbloop index calibrate"):
+        retriever.search("parking permit", k=1)
 
 
 @pytest.mark.parametrize(("query", "k", "message"), [("", 5, "empty"), ("   ", 5, "empty"),
