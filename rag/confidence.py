@@ -1,13 +1,15 @@
 """Does the knowledge base answer this question? A calibrated probability from retrieval signals.
 
 Two signals, both cheap and both available for every query:
-- `coverage`: the idf-weighted share of the question's topic terms found in the top passages (a
+- `coverage`: the idf-weighted share of the question's topic terms found in the top BM25 passages (a
   question about "stock options" where no passage says "stock" scores low however close the embeddings
   are);
 - `uncovered`: how much of the question's meaning lies in the words the passages lack, measured as
   1 - cos(question, question without those words). "oops I clicked a link in a sketchy email" loses
   little without "oops" and "sketchy"; "can I bring my dog to the Austin office" loses a lot without
-  "dog". Zero when every topic term is covered (no second embedding is needed then).
+  "dog". Zero when every topic term is covered. The shortened question is embedded in the same forward
+  pass as the question itself (the passages come from BM25, which needs no embedding), so the signal
+  costs ~1 ms, not a second model call.
 A logistic regression over them, fit on labelled questions (the golden set), turns them into
 P(answerable); the service refuses below a threshold. `dense_top` (the best cosine similarity) is
 reported too but left out of the fit: on the golden set it adds noise, not separation (bench/RESULTS.md).
@@ -69,7 +71,7 @@ KNOWN_FEATURES = ("dense_top", *FEATURES)
 
 # Fit by `python bench/retrieval.py` on examples/acme-handbook/golden.jsonl with the bundled MiniLM
 # (see bench/RESULTS.md); `kbloop index calibrate` refits it for another corpus or embedder.
-DEFAULT_CALIBRATION = Calibration(weights=(4.11, -3.109), bias=-2.29, threshold=0.349, fitted_on="default")
+DEFAULT_CALIBRATION = Calibration(weights=(5.218, -2.439), bias=-3.379, threshold=0.263, fitted_on="default")
 
 
 def sigmoid(z: float) -> float:

@@ -145,7 +145,20 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_query(self, query: str) -> np.ndarray:  # (dim,)
-        return self._encode_batch(self.model(), [query])[0]
+        return self.encode_queries([query])[0]
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:  # (n, dim) float32, unit norm
+        """A few short texts in one forward pass, without `encode`'s batching machinery (~3 ms less)."""
+        import torch
+
+        model = self.model()
+        features = model.preprocess(list(queries))
+        device = model.device
+        with torch.inference_mode():
+            out = model({k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()})
+        vectors = out["sentence_embedding"].float().cpu().numpy()
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def _default_device() -> str:

@@ -146,9 +146,11 @@ class LexicalIndex:
         if not known or n <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         weight_mask = None if mask is None else mask.astype(np.float32)
-        rows, scores = self._retriever.retrieve(
-            [known], k=n, show_progress=False, n_threads=0, weight_mask=weight_mask
-        )
-        rows, scores = np.asarray(rows[0], dtype=np.int64), np.asarray(scores[0], dtype=np.float32)
-        keep = scores > 0
-        return rows[keep], scores[keep]
+        scores = np.asarray(self._retriever.get_scores(known, weight_mask=weight_mask), dtype=np.float32)
+        # most chunks share no term with the query: select among the others only (bm25s's own top-k
+        # partitions the whole corpus, ~3 ms at 50k chunks)
+        candidates = np.flatnonzero(scores > 0)
+        if candidates.size > n:
+            candidates = candidates[np.argpartition(scores[candidates], -n)[-n:]]
+        order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        return order.astype(np.int64), scores[order]

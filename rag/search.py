@@ -151,13 +151,22 @@ class Retriever:
         mask = self._mask(version, groups)
         n = max(self.config.candidates, k)
 
-        query_vector = self.embedder.encode_query(query)
-        dense = self._dense(version, query_vector, n, mask)
         terms = version.lexical.terms(query)
-        lexical: dict[int, float] = {}
-        if mode != "dense":
-            rows, scores = version.lexical.search(terms, n, mask)
-            lexical = {int(r): float(s) for r, s in zip(rows, scores, strict=True)}
+        rows, scores = version.lexical.search(terms, n, mask)
+        lexical = {int(r): float(s) for r, s in zip(rows, scores, strict=True)}
+        # the confidence signals come from the BM25 passages, so the shortened question they need is
+        # embedded in the same forward pass as the question
+        coverage, rest = self._coverage(version, query, terms, [int(r) for r in rows[:COVERAGE_PASSAGES]])
+        vectors = self.embedder.encode_queries([query, rest] if rest and rest.strip() else [query])
+        dense = self._dense(version, vectors[0], n, mask)
+        uncovered = 0.0
+        if rest is not None:  # some topic terms are uncovered; nothing left of the question scores 1
+            uncovered = float(1.0 - np.dot(vectors[0], vectors[1])) if len(vectors) > 1 else 1.0
+        features = {
+            "dense_top": max(dense.values(), default=0.0),
+            "coverage": coverage,
+            "uncovered": uncovered,
+        }
 
         if mode == "dense":
             fused = dense
@@ -167,7 +176,7 @@ class Retriever:
             fused = weighted_fusion(dense, lexical, self.config.dense_weight)
         else:
             rank_dense = [r for r, _ in top(dense, n)]
-            rank_lexical = [r for r, _ in top(lexical, n)]
+            rank_lexical = [int(r) for r in rows]  # already best first
             fused = reciprocal_rank_fusion([rank_dense, rank_lexical], k=self.config.rrf_k)
         best = top(fused, k)
 
@@ -182,11 +191,10 @@ class Retriever:
                 groups=chunk.groups,
                 score=float(score),
                 dense_score=dense.get(row),
-                lexical_score=lexical.get(row),
+                lexical_score=None if mode == "dense" else lexical.get(row),
             )
             for i, (row, score) in enumerate(best, start=1)
         ]
-        features = self._features(version, query, query_vector, terms, dense, [row for row, _ in best])
         calibration = self.calibration
         confidence = calibration.probability(features)
         return SearchResult(
@@ -209,39 +217,28 @@ class Retriever:
         if mask is not None:
             import faiss
 
-            allowed = np.flatnonzero(mask).astype(np.int64)
-            if allowed.size == 0:
+            allowed = int(mask.sum())
+            if allowed == 0:
                 return {}
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
-            n = min(n, int(allowed.size))
+            # a bitmap selector: O(n/8) to build, O(1) per lookup (an id batch hashes every allowed id)
+            bits = np.packbits(mask, bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
+            n = min(n, allowed)
         scores, rows = version.dense.search(vector, n, params=params)
         return {int(r): float(s) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0}
 
-    def _features(
-        self,
-        version: IndexVersion,
-        query: str,
-        query_vector: np.ndarray,
-        terms: list[str],
-        dense: dict[int, float],
-        ranked: list[int],
-    ) -> dict[str, float]:
+    @staticmethod
+    def _coverage(
+        version: IndexVersion, query: str, terms: list[str], rows: list[int]
+    ) -> tuple[float, str | None]:
+        """Coverage of the topic terms by these passages; the question without its uncovered words (None
+        when every topic term is covered)."""
         lexical = version.lexical
         passage_terms: set[str] = set()
-        for row in ranked[:COVERAGE_PASSAGES]:
+        for row in rows:
             passage_terms.update(lexical.terms(version.chunks[row].embed_text))
         topic = lexical.topic_terms(terms)
         missing = {t for t in topic if t not in passage_terms}
-        uncovered = 0.0
-        if missing:
-            rest = without_terms(query, missing, lexical.terms)
-            if rest.strip():
-                rest_vector = self.embedder.encode_query(rest)
-                uncovered = float(1.0 - np.dot(query_vector, rest_vector))
-            else:
-                uncovered = 1.0
-        return {
-            "dense_top": max(dense.values(), default=0.0),
-            "coverage": term_coverage(topic, passage_terms, lexical.idf),
-            "uncovered": uncovered,
-        }
+        rest = without_terms(query, missing, lexical.terms) if missing else None
+        return term_coverage(topic, passage_terms, lexical.idf), rest
