@@ -1,0 +1,67 @@
+"""Named errors of the feedback store, each with a stable code the API and CLI can report."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FeedbackErrorCode(StrEnum):
+    ANSWER_NOT_FOUND = "answer_not_found"
+    SCHEMA_TOO_NEW = "schema_too_new"
+    STORE_CORRUPT = "store_corrupt"
+    STORE_UNAVAILABLE = "store_unavailable"
+    STORE_BUSY = "store_busy"
+    INVALID_RECORD = "invalid_record"
+    INVALID_FILTER = "invalid_filter"
+
+
+class FeedbackError(Exception):
+    """Base class: `code` says what went wrong, the message says what to do about it."""
+
+    code: FeedbackErrorCode = FeedbackErrorCode.STORE_CORRUPT
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AnswerNotFound(FeedbackError):
+    """No answer has this id (a typo, or an answer recorded in another data directory)."""
+
+    code = FeedbackErrorCode.ANSWER_NOT_FOUND
+
+
+class SchemaTooNew(FeedbackError):
+    """The database was migrated by a newer kbloop; this one must not write into it."""
+
+    code = FeedbackErrorCode.SCHEMA_TOO_NEW
+
+
+class StoreCorrupt(FeedbackError):
+    """The file is not a SQLite database, not a kbloop store, or holds rows that cannot be read."""
+
+    code = FeedbackErrorCode.STORE_CORRUPT
+
+
+class StoreUnavailable(FeedbackError):
+    """The database cannot be opened or written (permissions, disk full, store closed)."""
+
+    code = FeedbackErrorCode.STORE_UNAVAILABLE
+
+
+class StoreBusy(FeedbackError):
+    """Another connection held the write lock for longer than the busy timeout; retrying may work."""
+
+    code = FeedbackErrorCode.STORE_BUSY
+
+
+class InvalidRecord(FeedbackError):
+    """A record is malformed, or reuses an id that already names a different record."""
+
+    code = FeedbackErrorCode.INVALID_RECORD
+
+
+class InvalidFilter(FeedbackError):
+    """A listing filter (time bound, limit, offset) is malformed."""
+
+    code = FeedbackErrorCode.INVALID_FILTER

@@ -1,0 +1,99 @@
+"""What every generation backend offers: submit a prompt, stream its tokens back, cancel it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int = 256
+    temperature: float = 0.7  # 0 = greedy
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationEvent:
+    """New text since the previous event; the last event has `finished` set and the counts."""
+
+    text: str = ""
+    finished: bool = False
+    finish_reason: str | None = None  # stop | length | cancelled | timeout | error
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+class RequestHandle:
+    """One submitted generation: an async stream of events, fed from the engine's thread."""
+
+    def __init__(self, request_id: str, loop: asyncio.AbstractEventLoop, timeout_s: float | None) -> None:
+        self.id = request_id
+        self.submitted_at = time.perf_counter()
+        self.first_token_at: float | None = None
+        self.deadline = None if timeout_s is None else self.submitted_at + timeout_s
+        self._loop = loop
+        self._events: asyncio.Queue[GenerationEvent] = asyncio.Queue()
+        self._cancelled = threading.Event()
+
+    # engine side (any thread)
+    def emit(self, event: GenerationEvent) -> None:
+        if self.first_token_at is None and event.text:
+            self.first_token_at = time.perf_counter()
+        try:
+            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+        except RuntimeError:  # the event loop is gone (server shutting down): nobody is listening
+            self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now > self.deadline
+
+    # client side
+    def cancel(self) -> None:
+        """Stop generating for this request (the client went away); the engine drops it at its next step."""
+        self._cancelled.set()
+
+    async def events(self) -> AsyncIterator[GenerationEvent]:
+        while True:
+            event = await self._events.get()
+            yield event
+            if event.finished:
+                return
+
+
+@dataclass
+class EngineStats:
+    queue_depth: int = 0
+    active: int = 0
+    batches: int = 0
+    steps: int = 0
+    tokens: int = 0
+    errors: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class Generator(Protocol):
+    """A generation backend. `submit` raises `QueueFull` when it cannot take more work."""
+
+    model_id: str
+    context_window: int
+
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, timeout_s: float | None = None
+    ) -> RequestHandle: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stats(self) -> EngineStats: ...
+
+    def close(self) -> None: ...
