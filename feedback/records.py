@@ -140,7 +140,7 @@ class AnswerRecord:
     prompt_template_hash: str
     question: str
     messages: list[dict[str, str]]  # the conversation as the client sent it: role/content
-    prompt: str  # the full rendered prompt the model saw, retrieved context included
+    prompt: str  # the full rendered prompt the model saw, retrieved context included ("" when refused)
     answer: str
     refused: bool
     confidence: float  # P(answerable) from the retrieval signals, 0..1
@@ -179,7 +179,7 @@ class AnswerRecord:
         for name in ("model_version", "index_version", "prompt_template_hash", "finish_reason"):
             _check_id(owner, name, getattr(self, name))
         _check_text(owner, "question", self.question)
-        _check_text(owner, "prompt", self.prompt)
+        _check_text(owner, "prompt", self.prompt, required=not self.refused)  # a refusal prompts nothing
         _check_text(owner, "answer", self.answer, required=False)
         if not isinstance(self.messages, list) or not self.messages:
             raise _fail(

@@ -7,6 +7,7 @@ import typer
 
 from rag.cli import index_app
 from rag.cli import register as register_rag
+from service.serve_cli import serve_command
 
 app = typer.Typer(
     name="kbloop",
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 register_rag(app)
 app.add_typer(index_app, name="index")
+app.command("serve")(serve_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

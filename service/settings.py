@@ -34,9 +34,44 @@ class Settings(BaseSettings):
     )
     search_k: int = Field(5, ge=1, le=100, description="Passages retrieved per question.")
 
+    # the answer service
+    host: str = Field("127.0.0.1", description="Address `kbloop serve` binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `kbloop serve` listens on.")
+    model: str = Field(
+        "", description="Policy base model: HF folder or hub id; empty = the bundled SmolLM2-135M-Instruct."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the policy runs: auto = CUDA (bf16) when present, else CPU (float32)."
+    )
+    max_batch: int = Field(8, ge=1, le=256, description="Most generations decoded together.")
+    batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long a batch waits for more requests.")
+    queue_size: int = Field(64, ge=1, le=100_000, description="Requests waiting beyond this get 503.")
+    request_timeout_s: float = Field(120.0, gt=0, description="A generation running longer is stopped (504).")
+    max_tokens_default: int = Field(256, ge=1, le=8192, description="Answer length when a request sets none.")
+    max_tokens_limit: int = Field(1024, ge=1, le=32768, description="Largest `max_tokens` a request may ask.")
+    answer_passages: int = Field(4, ge=1, le=20, description="Passages put in the prompt for each answer.")
+    refusal_threshold: float | None = Field(
+        None, ge=0, le=1, description="Override the calibrated confidence threshold below which we refuse."
+    )
+    max_body_kb: int = Field(256, ge=1, description="Request bodies larger than this get 413.")
+    tokens_file: Path | None = Field(
+        None, description="YAML/JSON map of bearer token -> {user, role, groups}; unset = local anonymous."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (none by default)."
+    )
+
     @property
     def resolved_index_dir(self) -> Path:
         return self.index_dir or self.data_dir / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "kbloop.db"
 
     def rag_config(self) -> RagConfig:
         return RagConfig(

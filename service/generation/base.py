@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class Generator(Protocol):
 
     model_id: str
     context_window: int
+    tokenizer: Any  # a transformers tokenizer with a chat template
 
     def submit(
         self, prompt_ids: list[int], params: SamplingParams, timeout_s: float | None = None

@@ -1,0 +1,70 @@
+"""Typed FastAPI dependencies: the app's state (created in the lifespan) and the caller's identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from feedback.store import Store
+from rag.search import Retriever
+from service.answering import Answerer
+from service.auth import Authenticator, Identity, require_operator
+from service.errors import NotReady
+from service.metrics import Metrics
+from service.runtime import PolicyRuntime
+from service.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    metrics: Metrics
+    auth: Authenticator
+    store: Store | None = None
+    retriever: Retriever | None = None
+    runtime: PolicyRuntime | None = None
+    answerer: Answerer | None = None
+    startup_error: str | None = None
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.kbloop
+    return state
+
+
+def get_answerer(state: Annotated[AppState, Depends(get_state)]) -> Answerer:
+    if state.answerer is None:
+        raise NotReady(state.startup_error or "the service is starting")
+    return state.answerer
+
+
+def get_store(state: Annotated[AppState, Depends(get_state)]) -> Store:
+    if state.store is None:
+        raise NotReady(state.startup_error or "the service is starting")
+    return state.store
+
+
+def get_runtime(state: Annotated[AppState, Depends(get_state)]) -> PolicyRuntime:
+    if state.runtime is None:
+        raise NotReady(state.startup_error or "the service is starting")
+    return state.runtime
+
+
+def get_identity(
+    state: Annotated[AppState, Depends(get_state)], authorization: Annotated[str | None, Header()] = None
+) -> Identity:
+    return state.auth.identify(authorization)
+
+
+def get_operator(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
+    return require_operator(identity)
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+AnswererDep = Annotated[Answerer, Depends(get_answerer)]
+StoreDep = Annotated[Store, Depends(get_store)]
+RuntimeDep = Annotated[PolicyRuntime, Depends(get_runtime)]
+IdentityDep = Annotated[Identity, Depends(get_identity)]
+OperatorDep = Annotated[Identity, Depends(get_operator)]

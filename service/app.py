@@ -1,0 +1,190 @@
+"""The FastAPI app factory. State (store, retriever, policies, metrics) is created in the lifespan.
+
+uvicorn --factory service.app:create_app       # or: kbloop serve
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from feedback.errors import FeedbackError, FeedbackErrorCode
+from rag.errors import IndexNotFound, InvalidQuery, RagError
+from service.api import answers, chat, health, models
+from service.api.deps import AppState
+from service.auth import Authenticator, is_loopback, load_tokens
+from service.errors import PayloadTooLarge, ServiceError, ServiceErrorCode
+from service.metrics import Metrics
+from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def create_app(settings: Settings | None = None, *, embedder: Any = None) -> FastAPI:
+    """The kbloop HTTP app. `embedder` lets tests share one loaded embedding model."""
+    settings = settings or get_settings()
+    tokens = load_tokens(settings.tokens_file) if settings.tokens_file else {}
+    auth = Authenticator(tokens, allow_anonymous=is_loopback(settings.host))
+    state = AppState(settings=settings, metrics=Metrics(), auth=auth)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await asyncio.to_thread(_start, state, embedder)
+        except Exception as exc:  # keep serving /healthz and /readyz, which say what is wrong
+            log.exception("kbloop failed to start")
+            state.startup_error = f"{type(exc).__name__}: {exc}"
+        yield
+        if state.runtime is not None:
+            state.runtime.close()
+        if state.store is not None:
+            state.store.close()
+
+    app = FastAPI(title="kbloop", version="0.1.0", lifespan=lifespan)
+    app.state.kbloop = state
+    for module in (chat, models, health, answers):
+        app.include_router(module.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    _install_error_handlers(app, state)
+    _install_metrics_middleware(app, state)
+    app.add_middleware(BodyLimit, limit=settings.max_body_kb * 1024)
+    return app
+
+
+def _start(state: AppState, embedder: Any) -> None:
+    from feedback.store import Store
+    from rag.search import Retriever
+    from service.answering import Answerer
+    from service.policy import base_model_path
+    from service.runtime import PolicyRuntime
+    from service.versions import ModelDirectory
+
+    settings = state.settings
+    state.store = Store(settings.database_path)
+    state.retriever = Retriever(settings.resolved_index_dir, settings.rag_config(), embedder=embedder)
+    try:
+        state.retriever.current()
+    except IndexNotFound as exc:
+        log.warning("%s: answers will fail until `kbloop ingest` has run", exc)
+    directory = ModelDirectory(settings.models_dir)
+    directory.ensure_base(base_model_path(settings.model, settings.models_dir))
+    runtime = PolicyRuntime(directory, settings)
+    runtime.engine(runtime.resolve("champion"))
+    state.runtime = runtime
+    state.metrics.track_engine(runtime.queue_depth, runtime.active)
+    state.answerer = Answerer(settings, state.retriever, runtime, state.store, state.metrics)
+
+
+def _install_error_handlers(app: FastAPI, state: AppState) -> None:
+    def respond(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        state.metrics.errors.labels(code).inc()
+        return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        if exc.status == 401:
+            headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+        return respond(exc.status, exc.code.value, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return respond(422, ServiceErrorCode.INVALID_REQUEST.value, "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return respond(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RagError)
+    async def rag_error(_: Request, exc: RagError) -> JSONResponse:
+        if isinstance(exc, InvalidQuery):
+            return respond(422, exc.code.value, str(exc))
+        if isinstance(exc, IndexNotFound):
+            return respond(503, exc.code.value, f"{exc}; run `kbloop ingest` first", {"Retry-After": "30"})
+        log.error("retrieval failed: %s", exc)
+        return respond(503, exc.code.value, str(exc))
+
+    @app.exception_handler(FeedbackError)
+    async def store_error(_: Request, exc: FeedbackError) -> JSONResponse:
+        log.error("store failed: %s", exc)
+        status = (
+            503 if exc.code in (FeedbackErrorCode.STORE_BUSY, FeedbackErrorCode.STORE_UNAVAILABLE) else 500
+        )
+        return respond(status, exc.code.value, exc.message, {"Retry-After": "1"} if status == 503 else None)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return respond(500, ServiceErrorCode.INTERNAL.value, "internal error; the server log has the details")
+
+
+def _install_metrics_middleware(app: FastAPI, state: AppState) -> None:
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        state.metrics.request_latency.labels(path, request.method, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+
+class BodyLimit:
+    """413 for request bodies over `limit` bytes, by Content-Length or while the body streams in."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            response = JSONResponse(
+                error_body("payload_too_large", f"the request body is over {self.limit // 1024} KB"),
+                status_code=413,
+            )
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise PayloadTooLarge(f"the request body is over {self.limit // 1024} KB")
+            return message
+
+        await self.app(scope, limited, send)
