@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 .PHONY: run install install-dev test lint typecheck unit bench clean help
 
 help:
-	@echo "make run    install everything into $(VENV), ingest $(CORPUS), show a sample search"
+	@echo "make run    install everything into $(VENV), ingest $(CORPUS), serve http://127.0.0.1:8000"
 	@echo "make test   install test tools, run ruff, mypy and the test suite"
 	@echo "make bench  run the benchmarks (results in bench/results/, summary in bench/RESULTS.md)"
 
@@ -39,10 +39,10 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/kbloop ingest $(CORPUS)
 	@echo
-	@echo '$$ kbloop search "Where is the HR department in Boston?" -k 3'
-	@$(BIN)/kbloop search "Where is the HR department in Boston?" -k 3
-	@echo
-	@echo "The index is ready. The answer service (kbloop serve, UI at /ui) lands with the service issue."
+	@echo "Serving on http://127.0.0.1:8000 (API docs at /docs; Ctrl-C stops). Try:"
+	@echo "  curl -s http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\"
+	@echo "    -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Where is the HR department in Boston?\"}]}'"
+	$(BIN)/kbloop serve
 
 lint: install-dev
 	$(BIN)/ruff check .

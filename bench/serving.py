@@ -16,7 +16,7 @@ One run, one model, the same prompts and greedy decoding everywhere, after a war
 
 Prompts are what the service sends: the handbook (examples/acme-handbook) is ingested into a temporary
 index, the first `--prompts` golden questions are searched (k = `--passages`), and the numbered passages
-(service/prompting.py) plus the question go through the tokenizer's chat template.
+plus the question (service/prompting.py) go through the tokenizer's chat template.
 
 Equal lengths: the engine stops at an end-of-sequence token and `generate` is forced past it by
 `min_new_tokens`, so every rate is tokens the engine really generated (`completion_tokens`) divided by
@@ -56,15 +56,17 @@ from rag.search import Retriever  # noqa: E402
 from service.generation.base import GenerationEvent, RequestHandle, SamplingParams  # noqa: E402
 from service.generation.engine import BatchingEngine  # noqa: E402
 from service.policy import base_model_path, load_policy  # noqa: E402
-from service.prompting import Passage, system_message  # noqa: E402
+from service.prompting import Passage, build_messages  # noqa: E402
 
 CORPUS = REPO / "examples" / "acme-handbook"
 
 
 @dataclass(frozen=True)
 class Completed:
-    """One engine request, timed on the client side."""
+    """One engine request: its prompt, its streamed text and its timestamps."""
 
+    prompt: int  # index into the prompts
+    text: str
     submitted_at: float
     first_token_at: float | None
     finished_at: float
@@ -81,6 +83,61 @@ def percentile(values: list[float], q: float) -> float:
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
+
+
+class ForwardLog:
+    """Every forward pass of the model while entered, seen through hooks: (rows, new tokens, real tokens,
+    seconds). Tells prefills (more than one new token) from decode steps and shows the batch sizes the
+    engine really ran, without touching the engine."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.passes: list[tuple[int, int, int, float]] = []
+        self._started = 0.0
+        self._shape: tuple[int, int, int] = (0, 0, 0)
+        self._hooks: list[Any] = []
+
+    def __enter__(self) -> ForwardLog:
+        self._hooks = [
+            self.model.register_forward_pre_hook(self._before, with_kwargs=True),
+            self.model.register_forward_hook(self._after, with_kwargs=True),
+        ]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for hook in self._hooks:
+            hook.remove()
+
+    def _before(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+        mask = kwargs.get("attention_mask")
+        rows, width = ids.shape
+        real = rows * width if mask is None or width == 1 else int(mask[:, -width:].sum())
+        self._shape = (rows, width, real)
+        self._started = time.perf_counter()
+
+    def _after(self, module: Any, _args: Any, _kwargs: Any, _out: Any) -> None:
+        _sync(next(module.parameters()).device)
+        self.passes.append((*self._shape, time.perf_counter() - self._started))
+
+    def summary(self) -> dict[str, Any]:
+        prefills = [p for p in self.passes if p[1] > 1]
+        decodes = [p for p in self.passes if p[1] == 1]
+        decode_s = sum(p[3] for p in decodes)
+        decode_tokens = sum(p[0] for p in decodes)
+        return {
+            "prefills": len(prefills),
+            "prefill_rows": dict(sorted(Counter(p[0] for p in prefills).items())),
+            "prefill_s": round(sum(p[3] for p in prefills), 2),
+            "prefill_padding_share": round(
+                1 - sum(p[2] for p in prefills) / max(sum(p[0] * p[1] for p in prefills), 1), 3
+            ),
+            "decode_steps": len(decodes),
+            "decode_rows": dict(sorted(Counter(p[0] for p in decodes).items())),
+            "mean_decode_rows": round(decode_tokens / len(decodes), 2) if decodes else None,
+            "decode_s": round(decode_s, 2),
+            "decode_tokens_per_s": round(decode_tokens / decode_s, 2) if decode_s else None,
+        }
 
 
 def machine(device: Any) -> dict[str, Any]:
@@ -110,7 +167,15 @@ def load(model: str, models_dir: Path, device: str) -> tuple[Any, Any, str]:
 
 
 def make_prompts(tokenizer: Any, golden_path: Path, n: int, passages: int) -> list[list[int]]:
-    """Token ids of `n` RAG prompts: retrieved handbook passages and a golden question, chat-templated."""
+    """Token ids of `n` RAG prompts as the service builds them (service/prompting.py): the retrieved
+    handbook passages and a golden question, through the tokenizer's chat template."""
+
+    def encode(messages: list[dict[str, str]]) -> list[int]:
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if not isinstance(ids, list):  # a BatchEncoding in some transformers versions
+            ids = ids["input_ids"]
+        return [int(t) for t in ids]
+
     questions = [g.question for g in load_golden(golden_path)][:n]
     prompts = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,14 +186,9 @@ def make_prompts(tokenizer: Any, golden_path: Path, n: int, passages: int) -> li
             hits = retriever.search(question, k=passages).hits
             numbered = [Passage(i, h.chunk_id, h.source, h.title, h.section, h.text)
                         for i, h in enumerate(hits, start=1)]  # fmt: skip
-            messages = [
-                {"role": "system", "content": system_message(numbered)},
-                {"role": "user", "content": question},
-            ]
-            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            if not isinstance(ids, list):  # transformers 5 returns a BatchEncoding
-                ids = ids["input_ids"]
-            prompts.append([int(t) for t in ids])
+            conversation = [{"role": "user", "content": question}]
+            messages, _ = build_messages(conversation, numbered, lambda m: len(encode(m)), budget=1_000_000)
+            prompts.append(encode(messages))
     return prompts
 
 
@@ -139,8 +199,8 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def _generate(model: Any, tokenizer: Any, ids: list[int], n: int) -> tuple[int, float]:
-    """(generated tokens, wall seconds) of one greedy `generate` forced to exactly n tokens."""
+def _generate(model: Any, tokenizer: Any, ids: list[int], n: int) -> tuple[list[int], float]:
+    """(generated ids, wall seconds) of one greedy `generate` forced to exactly n tokens."""
     import torch
 
     device = model.device
@@ -157,42 +217,54 @@ def _generate(model: Any, tokenizer: Any, ids: list[int], n: int) -> tuple[int, 
             pad_token_id=tokenizer.pad_token_id,
         )
     _sync(device)
-    return int(out.shape[1]) - len(ids), time.perf_counter() - start
+    return out[0, len(ids) :].tolist(), time.perf_counter() - start
 
 
-def baseline(model: Any, tokenizer: Any, prompts: list[list[int]], n: int) -> dict[str, Any]:
-    """Plain `generate`, one prompt at a time: tokens/s with N tokens, TTFT from a 1-token call."""
-    tokens, seconds, ttft = 0, 0.0, []
+def baseline(
+    model: Any, tokenizer: Any, prompts: list[list[int]], n: int
+) -> tuple[dict[str, Any], list[list[int]]]:
+    """Plain `generate`, one prompt at a time: tokens/s with N tokens, TTFT from a 1-token call.
+    Also returns each prompt's generated ids, the reference the engine's text is checked against."""
+    tokens, seconds, ttft, outputs = 0, 0.0, [], []
     for ids in prompts:
         made, wall = _generate(model, tokenizer, ids, n)
-        tokens += made
+        outputs.append(made)
+        tokens += len(made)
         seconds += wall
         ttft.append(_generate(model, tokenizer, ids, 1)[1])
-        print(f"  baseline: {made} tokens in {wall:.2f} s, ttft {ms(ttft[-1])} ms", flush=True)
-    rate = tokens / seconds
+        print(f"  baseline: {len(made)} tokens in {wall:.2f} s, ttft {ms(ttft[-1])} ms", flush=True)
     decode_s = (seconds - sum(ttft)) / max(tokens - len(prompts), 1)
-    return {
+    summary = {
         "requests": len(prompts),
         "completion_tokens": tokens,
         "wall_s": round(seconds, 2),
-        "tokens_per_s": round(rate, 2),
+        "tokens_per_s": round(tokens / seconds, 2),
         "ttft_p50_ms": ms(percentile(ttft, 50)),
         "ttft_p95_ms": ms(percentile(ttft, 95)),
         "decode_ms_per_token": ms(decode_s),
     }
+    return summary, outputs
 
 
-async def _complete(engine: BatchingEngine, ids: list[int], params: SamplingParams) -> Completed:
+async def _complete(engine: BatchingEngine, prompt: int, ids: list[int], params: SamplingParams) -> Completed:
     handle: RequestHandle = engine.submit(ids, params)
+    text = ""
     async for event in handle.events():
+        text += event.text
         if event.finished:
             if event.finish_reason not in ("stop", "length"):
                 raise RuntimeError(f"generation ended with {event.finish_reason}: {event.error}")
-            return Completed(handle.submitted_at, handle.first_token_at, time.perf_counter(), event)
+            return Completed(
+                prompt, text, handle.submitted_at, handle.first_token_at, time.perf_counter(), event
+            )
     raise RuntimeError("the stream ended without a final event")
 
 
-def _summary(done: list[Completed], wall: float) -> dict[str, Any]:
+def _summary(
+    done: list[Completed], wall: float, tokenizer: Any, reference: list[list[int]]
+) -> dict[str, Any]:
+    """Rates and latencies of engine requests; `same_text_as_generate` counts the requests whose text
+    is plain `generate`'s on the same prompt, cut to the tokens the engine generated."""
     tokens = sum(c.final.completion_tokens for c in done)
     ttft = [t for t in (c.ttft_s for c in done) if t is not None]
     decode = [
@@ -200,11 +272,16 @@ def _summary(done: list[Completed], wall: float) -> dict[str, Any]:
         for c in done
         if c.first_token_at is not None and c.final.completion_tokens > 1
     ]
+    same = sum(
+        c.text == tokenizer.decode(reference[c.prompt][: c.final.completion_tokens], skip_special_tokens=True)
+        for c in done
+    )
     return {
         "requests": len(done),
         "completion_tokens": tokens,
         "mean_completion_tokens": round(tokens / len(done), 1),
         "stopped_early": sum(c.final.finish_reason == "stop" for c in done),
+        "same_text_as_generate": same,
         "wall_s": round(wall, 2),
         "tokens_per_s": round(tokens / wall, 2),
         "ttft_p50_ms": ms(percentile(ttft, 50)) if ttft else None,
@@ -213,40 +290,49 @@ def _summary(done: list[Completed], wall: float) -> dict[str, Any]:
     }
 
 
-def single_stream(engine: BatchingEngine, prompts: list[list[int]], n: int) -> dict[str, Any]:
-    """The engine with one request at a time; rate = generated tokens / the requests' wall time."""
+def single_stream(
+    engine: BatchingEngine, prompts: list[list[int]], n: int, reference: list[list[int]]
+) -> dict[str, Any]:
+    """The engine with one request at a time; rate = generated tokens / the requests' summed wall time."""
     params = SamplingParams(max_new_tokens=n, temperature=0.0)
 
     async def run() -> list[Completed]:
         done = []
-        for ids in prompts:
-            done.append(await _complete(engine, ids, params))
-            c = done[-1]
+        for i, ids in enumerate(prompts):
+            c = await _complete(engine, i, ids, params)
+            done.append(c)
             ttft = ms(c.ttft_s) if c.ttft_s is not None else None
             print(f"  single: {c.final.completion_tokens} tokens in {c.finished_at - c.submitted_at:.2f} s,"
                   f" ttft {ttft} ms", flush=True)  # fmt: skip
         return done
 
-    done = asyncio.run(run())
-    return _summary(done, sum(c.finished_at - c.submitted_at for c in done))
+    with ForwardLog(engine.model) as passes:
+        done = asyncio.run(run())
+    wall = sum(c.finished_at - c.submitted_at for c in done)
+    return {**_summary(done, wall, engine.tokenizer, reference), "forward_passes": passes.summary()}
 
 
 def concurrent(
-    engine: BatchingEngine, prompts: list[list[int]], n: int, concurrency: int, waves: int
+    engine: BatchingEngine,
+    prompts: list[list[int]],
+    n: int,
+    concurrency: int,
+    waves: int,
+    reference: list[list[int]],
 ) -> dict[str, Any]:
-    """`concurrency` requests kept in flight over the prompts cycled `waves` times; aggregate tokens/s."""
+    """`concurrency` requests kept in flight over the prompts cycled `waves` times: a client submits its
+    next request as soon as its previous one ends. Rate = all generated tokens / wall time."""
     params = SamplingParams(max_new_tokens=n, temperature=0.0)
-    work = [prompts[i % len(prompts)] for i in range(concurrency * waves)]
-    before = engine.stats()
-    batches, steps, tokens = before.batches, before.steps, before.tokens
+    work = [(i % len(prompts), prompts[i % len(prompts)]) for i in range(concurrency * waves)]
+    admissions_before = engine.stats().batches
 
     async def run() -> tuple[list[Completed], float]:
         pending = iter(work)
         done: list[Completed] = []
 
         async def client() -> None:
-            for ids in pending:  # shared: each client takes the next prompt when its request ends
-                done.append(await _complete(engine, ids, params))
+            for prompt, ids in pending:  # shared: each client takes the next prompt when its request ends
+                done.append(await _complete(engine, prompt, ids, params))
                 if len(done) % concurrency == 0:
                     print(f"  concurrent: {len(done)}/{len(work)} done", flush=True)
 
@@ -254,32 +340,71 @@ def concurrent(
         await asyncio.gather(*(client() for _ in range(concurrency)))
         return done, time.perf_counter() - start
 
-    done, wall = asyncio.run(run())
-    after = engine.stats()
-    decode_steps = after.steps - steps
-    # every request's first token comes from its prefill; the rest from decode steps over the batch
-    decode_tokens = after.tokens - tokens - len(done)
-    admissions = after.batches - batches
-    sizes = after.batch_sizes[-admissions:] if 0 < admissions <= len(after.batch_sizes) else []
+    with ForwardLog(engine.model) as passes:
+        done, wall = asyncio.run(run())
+    stats = engine.stats()
+    admissions = stats.batches - admissions_before
+    sizes = stats.batch_sizes[-admissions:] if 0 < admissions <= len(stats.batch_sizes) else []
     return {
-        **_summary(done, wall),
+        **_summary(done, wall, engine.tokenizer, reference),
         "concurrency": concurrency,
-        "engine_admissions": admissions,
-        "engine_decode_steps": decode_steps,
-        "mean_rows_per_decode_step": round(decode_tokens / decode_steps, 2) if decode_steps else None,
-        "batch_size_after_admission": dict(sorted(Counter(sizes).items())),
+        # EngineStats.batch_sizes: the batch size right after each admission of new requests
+        "engine_batch_sizes": dict(sorted(Counter(sizes).items())),
+        "forward_passes": passes.summary(),
     }
 
 
-def warm_up(model: Any, tokenizer: Any, engine: BatchingEngine, prompts: list[list[int]], n: int) -> None:
-    """One generate call and one concurrent burst through the engine, outside every timing."""
-    _generate(model, tokenizer, prompts[0], min(n, 8))
-    params = SamplingParams(max_new_tokens=min(n, 8), temperature=0.0)
+def warm_up(
+    model: Any, tokenizer: Any, engine: BatchingEngine, prompts: list[list[int]], concurrency: int
+) -> None:
+    """Outside every timing: one full prompt through `generate` and the engine, then a burst of short
+    prompts so the engine's batched prefill, joins and decode steps have all run once."""
+    _generate(model, tokenizer, prompts[0], 8)
+    params = SamplingParams(max_new_tokens=8, temperature=0.0)
 
-    async def burst() -> None:
-        await asyncio.gather(*(_complete(engine, ids, params) for ids in prompts))
+    async def run() -> None:
+        await _complete(engine, 0, prompts[0], params)
+        short = [prompts[i % len(prompts)][:128] for i in range(concurrency)]
+        await asyncio.gather(*(_complete(engine, i, ids, params) for i, ids in enumerate(short)))
 
-    asyncio.run(burst())
+    asyncio.run(run())
+
+
+def report(results: dict[str, Any]) -> str:
+    """The human summary of a results dict."""
+    base, single, many = results["baseline"], results["single_stream"], results["concurrent"]
+    ratios, prompts = results["ratios"], results["prompts"]
+    streams = f"engine, {many['concurrency']} streams"
+    width = len(streams)
+
+    def line(name: str, r: dict[str, Any]) -> str:
+        text = f"  {name:<{width}}  {r['tokens_per_s']:7.2f} tok/s  ttft p50 {r['ttft_p50_ms']:7.1f} ms"
+        text += f"  p95 {r['ttft_p95_ms']:7.1f} ms"
+        if "same_text_as_generate" in r:
+            text += (f"  | {r['stopped_early']}/{r['requests']} stopped early,"
+                     f" {r['same_text_as_generate']}/{r['requests']} same text as generate")  # fmt: skip
+        return text
+
+    return "\n".join(
+        [
+            f"{Path(results['model']).name} ({results['dtype']}, {results['machine']['device']}), "
+            f"prompts {prompts['tokens_min']}-{prompts['tokens_max']} tokens, "
+            f"{results['max_new_tokens']} new tokens, greedy",
+            line("baseline generate", base),
+            line("engine, 1 stream", single),
+            line(streams, many),
+            f"  engine / baseline      {ratios['single_vs_baseline']:.3f}  (target >= 0.9),"
+            f" ttft p50 {ratios['ttft_p50_single_vs_baseline']:.3f}x the baseline's",
+            f"  {many['concurrency']} streams / 1 stream  {ratios['concurrent_vs_single']:.3f}"
+            "  (target >= 3)",
+            f"  under load: decode steps ran {many['forward_passes']['decode_rows']} rows (steps per size), "
+            f"prefills {many['forward_passes']['prefill_rows']} rows, "
+            f"{many['forward_passes']['prefill_s']} s of {many['wall_s']} s in prefill",
+            f"  decode-only tokens/s: 1 stream {single['forward_passes']['decode_tokens_per_s']}, "
+            f"{many['concurrency']} streams {many['forward_passes']['decode_tokens_per_s']}",
+            f"  bench wall time {results['bench_wall_s']} s",
+        ]
+    )
 
 
 def main() -> None:
@@ -326,17 +451,19 @@ def main() -> None:
         batch_wait_ms=args.batch_wait_ms, queue_size=max(64, args.concurrency),
     )  # fmt: skip
     try:
-        warm_up(model, tokenizer, engine, prompts, args.max_new_tokens)
-        results["baseline"] = base = baseline(model, tokenizer, prompts, args.max_new_tokens)
-        results["single_stream"] = single = single_stream(engine, prompts, args.max_new_tokens)
+        warm_up(model, tokenizer, engine, prompts, args.concurrency)
+        base, reference = baseline(model, tokenizer, prompts, args.max_new_tokens)
+        results["baseline"] = base
+        results["single_stream"] = single = single_stream(engine, prompts, args.max_new_tokens, reference)
         results["concurrent"] = many = concurrent(
-            engine, prompts, args.max_new_tokens, args.concurrency, args.waves
+            engine, prompts, args.max_new_tokens, args.concurrency, args.waves, reference
         )
     finally:
         engine.close()
     results["ratios"] = {
         "single_vs_baseline": round(single["tokens_per_s"] / base["tokens_per_s"], 3),
         "concurrent_vs_single": round(many["tokens_per_s"] / single["tokens_per_s"], 3),
+        "ttft_p50_single_vs_baseline": round(single["ttft_p50_ms"] / base["ttft_p50_ms"], 3),
     }
     results["targets"] = {
         "single_vs_baseline_ge_0.9": results["ratios"]["single_vs_baseline"] >= 0.9,
@@ -345,23 +472,7 @@ def main() -> None:
     results["bench_wall_s"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(
-        f"\n{results['model']} ({results['dtype']}) on {results['machine']['device']}, prompts "
-        f"{results['prompts']['tokens_min']}-{results['prompts']['tokens_max']} tokens, "
-        f"{args.max_new_tokens} new tokens, greedy\n"
-        f"  baseline generate   {base['tokens_per_s']:8.2f} tok/s   ttft p50 {base['ttft_p50_ms']} ms"
-        f"  p95 {base['ttft_p95_ms']} ms\n"
-        f"  engine, 1 stream    {single['tokens_per_s']:8.2f} tok/s   ttft p50 {single['ttft_p50_ms']} ms"
-        f"  p95 {single['ttft_p95_ms']} ms   ({single['stopped_early']} stopped early)\n"
-        f"  engine, {args.concurrency} streams  {many['tokens_per_s']:8.2f} tok/s   ttft p50 "
-        f"{many['ttft_p50_ms']} ms  p95 {many['ttft_p95_ms']} ms   ({many['stopped_early']} stopped early)\n"
-        f"  engine / baseline   {results['ratios']['single_vs_baseline']:.3f}  (target >= 0.9)\n"
-        f"  {args.concurrency} streams / 1      {results['ratios']['concurrent_vs_single']:.3f}  "
-        f"(target >= 3)\n"
-        f"  rows per decode step {many['mean_rows_per_decode_step']}, batch size after each admission "
-        f"{many['batch_size_after_admission']}\n"
-        f"wrote {args.out} ({results['bench_wall_s']} s)"
-    )
+    print("\n" + report(results) + f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

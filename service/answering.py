@@ -26,6 +26,7 @@ from service.metrics import Metrics
 from service.prompting import (
     PROMPT_TEMPLATE_HASH,
     Passage,
+    attributed_numbers,
     build_messages,
     cited_numbers,
     refusal_answer,
@@ -69,7 +70,7 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int
     latency_ms: dict[str, float] = field(default_factory=dict)
-    created: int = 0
+    cited_by: str | None = None  # "model" ([n] in the text), "attribution" (shared words), None
 
     def kbloop_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +86,7 @@ class Answer:
             ],
             "model_version": self.model_version,
             "index_version": self.index_version,
+            "citations_from": self.cited_by,
             "refused": self.refused,
             "confidence": round(self.confidence, 4),
             "latency_ms": {k: round(v, 1) for k, v in self.latency_ms.items()},
@@ -187,6 +189,10 @@ class Answerer:
         if finish == "timeout" and not text:
             raise GenerationTimeout(f"no answer within {self.settings.request_timeout_s:.0f} s")
         cited = cited_numbers(text, len(passages))
+        cited_by = "model" if cited else None
+        if not cited:  # small models often answer right without [n]: attribute by shared words
+            cited = attributed_numbers(text, passages)
+            cited_by = "attribution" if cited else None
         sources = [passages[n - 1] for n in cited]
         citations = [Citation(p.n, p.chunk_id, p.source, p.section, p.title) for p in sources]
         latency = {
@@ -198,7 +204,7 @@ class Answerer:
         }
         answer = Answer(
             answer_id, conversation_id, text, False, result.confidence, citations, passages, version.id,
-            result.index_version, finish, len(prompt_ids), completion, latency,
+            result.index_version, finish, len(prompt_ids), completion, latency, cited_by=cited_by,
         )  # fmt: skip
         self.metrics.ttft.labels(version.id).observe(ttft_ms / 1000)
         self.metrics.generated_tokens.labels(version.id).inc(completion)

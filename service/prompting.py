@@ -12,16 +12,18 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-SYSTEM_PROMPT = (
-    "You are the company's internal knowledge assistant. Answer the employee's question using only the "
-    "numbered passages below. Cite the passages you use with their numbers in square brackets, like [1]. "
-    "If the passages do not contain the answer, say that the knowledge base does not cover it. Be concise."
+# Where things go was measured on SmolLM2-135M (12 golden questions, greedy): passages and the rule in
+# the last user turn, the rule after the question, made the model cite 9/12 answers (all the right
+# source); the same rule in a system message with titled passages: 0/12.
+PASSAGE_FORMAT = "[{n}] {text}"
+INSTRUCTION = (
+    "Answer briefly using the passages above and cite the passage number in brackets, like [1]. "
+    "If the passages do not answer the question, say that the knowledge base does not cover it."
 )
-PASSAGE_FORMAT = "[{n}] {title} — {section}\n{text}"
-CONTEXT_HEADER = "Passages:\n\n"
+QUESTION_FORMAT = "{passages}\n\nQuestion: {question}\n{instruction}"
 REFUSAL_TEXT = "The knowledge base does not cover this question."
 PROMPT_TEMPLATE_HASH = hashlib.sha256(
-    "\x1f".join((SYSTEM_PROMPT, PASSAGE_FORMAT, CONTEXT_HEADER)).encode()
+    "\x1f".join((PASSAGE_FORMAT, INSTRUCTION, QUESTION_FORMAT)).encode()
 ).hexdigest()[:16]
 
 # words that point back into the conversation: a follow-up using them is searched together with the
@@ -75,12 +77,10 @@ def retrieval_query(user_turns: Sequence[str]) -> str:
     return last
 
 
-def system_message(passages: Sequence[Passage]) -> str:
-    body = "\n\n".join(
-        PASSAGE_FORMAT.format(n=p.n, title=p.title or p.source, section=p.section or "-", text=p.text.strip())
-        for p in passages
-    )
-    return f"{SYSTEM_PROMPT}\n\n{CONTEXT_HEADER}{body}"
+def question_message(passages: Sequence[Passage], question: str) -> str:
+    """The last user turn the model sees: the numbered passages, the question, the rule."""
+    body = "\n\n".join(PASSAGE_FORMAT.format(n=p.n, text=p.text.strip()) for p in passages)
+    return QUESTION_FORMAT.format(passages=body, question=question.strip(), instruction=INSTRUCTION)
 
 
 def build_messages(
@@ -89,21 +89,23 @@ def build_messages(
     count_tokens: Callable[[list[dict[str, str]]], int],
     budget: int,
 ) -> tuple[list[dict[str, str]], int]:
-    """Chat messages for the model: the system message with the passages, then as much of the
-    conversation as fits in `budget` tokens, dropping the oldest turns first. The last user turn always
-    stays; when even that does not fit, passages are dropped from the end. Returns (messages, dropped
-    turns)."""
+    """Chat messages for the model: as much of the earlier conversation as fits in `budget` tokens
+    (oldest turns dropped first, a kept history starts with a user turn), then the question with the
+    passages. When even the question alone does not fit, passages are dropped from the end. Returns
+    (messages, dropped turns)."""
     turns = [m for m in conversation if m["role"] in ("user", "assistant")]
+    history, question = turns[:-1], turns[-1]["content"]
     kept_passages = list(passages)
     dropped = 0
     while True:
-        messages = [{"role": "system", "content": system_message(kept_passages)}, *turns[dropped:]]
+        last = {"role": "user", "content": question_message(kept_passages, question)}
+        messages = [*history[dropped:], last]
         if count_tokens(messages) <= budget:
             return messages, dropped
-        if dropped < len(turns) - 1:
+        if dropped < len(history):
             dropped += 1
-            while dropped < len(turns) - 1 and turns[dropped]["role"] != "user":
-                dropped += 1  # a kept history starts with a user turn
+            while dropped < len(history) and history[dropped]["role"] != "user":
+                dropped += 1
         elif kept_passages:
             kept_passages.pop()
         else:
@@ -118,6 +120,37 @@ def cited_numbers(answer: str, available: int) -> list[int]:
         if 1 <= n <= available and n not in seen:
             seen.append(n)
     return seen
+
+
+_WORDS = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)?")
+_SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _content_words(text: str) -> set[str]:
+    from rag.lexical import STOPWORDS
+
+    return {w for w in _WORDS.findall(text.lower()) if w not in STOPWORDS and (len(w) > 2 or w.isdigit())}
+
+
+def attributed_numbers(
+    answer: str, passages: Sequence[Passage], min_shared: int = 2, min_share: float = 0.3
+) -> list[int]:
+    """Passages an uncited answer draws on: for each sentence, the passage sharing the most content words
+    with it, when they share at least `min_shared` words and `min_share` of the sentence's words."""
+    words = [(p.n, _content_words(p.text)) for p in passages]
+    found: list[int] = []
+    for sentence in _SENTENCES.split(answer):
+        mine = _content_words(sentence)
+        if not mine:
+            continue
+        best_n, best = 0, 0
+        for n, theirs in words:
+            shared = len(mine & theirs)
+            if shared > best:
+                best_n, best = n, shared
+        if best >= min_shared and best / len(mine) >= min_share and best_n not in found:
+            found.append(best_n)
+    return found
 
 
 def refusal_answer(closest: Sequence[Passage]) -> str:

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(120.0, gt=0, description="A generation running longer is stopped (504).")
     max_tokens_default: int = Field(256, ge=1, le=8192, description="Answer length when a request sets none.")
     max_tokens_limit: int = Field(1024, ge=1, le=32768, description="Largest `max_tokens` a request may ask.")
-    answer_passages: int = Field(4, ge=1, le=20, description="Passages put in the prompt for each answer.")
+    answer_passages: int = Field(3, ge=1, le=20, description="Passages put in the prompt for each answer.")
     refusal_threshold: float | None = Field(
         None, ge=0, le=1, description="Override the calibrated confidence threshold below which we refuse."
     )

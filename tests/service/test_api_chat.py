@@ -26,7 +26,9 @@ def test_chat_completion_shape_and_provenance(client: TestClient) -> None:
     assert kb["refused"] is False and kb["model_version"] == "v0001" == body["model"]
     assert kb["passages"][0]["source"] == "policies/parking.md"
     assert body["usage"]["completion_tokens"] <= 8
-    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+    assert (
+        body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+    )
     record = stored(client, kb["answer_id"])
     assert record.answer == choice["message"]["content"]
     assert record.user_id == "local" and record.model_version == "v0001"
@@ -106,8 +108,12 @@ def test_access_groups_limit_retrieval(make_client: Any, tokens_file: Any) -> No
 
     client = make_client(tokens_file=tokens_file)
     question = ask("The VPN tunnel keeps dropping, what should I do?", max_tokens=4)
-    public = client.post("/v1/chat/completions", json=question, headers={"Authorization": f"Bearer {EMPLOYEE}"})
-    member = client.post("/v1/chat/completions", json=question, headers={"Authorization": f"Bearer {ENGINEER}"})
+    public = client.post(
+        "/v1/chat/completions", json=question, headers={"Authorization": f"Bearer {EMPLOYEE}"}
+    )
+    member = client.post(
+        "/v1/chat/completions", json=question, headers={"Authorization": f"Bearer {ENGINEER}"}
+    )
     assert public.status_code == member.status_code == 200
     assert all(p["source"] != "policies/vpn.md" for p in public.json()["kbloop"]["passages"])
     assert member.json()["kbloop"]["passages"][0]["source"] == "policies/vpn.md"
