@@ -1,6 +1,6 @@
 """Generation throughput benchmark: plain `model.generate` vs the batching engine, 1 and N streams.
 
-    python bench/serving.py                              # CPU, ~4 min on 2 cores
+    python bench/serving.py                              # ~5 min on 2 CPU cores
     python bench/serving.py --device cuda --prompts 16 --waves 8 --max-new-tokens 128
     python bench/serving.py --concurrency 4 --out /tmp/serving-c4.json
 
@@ -49,10 +49,6 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rag.config import RagConfig  # noqa: E402
-from rag.evaluation import load_golden  # noqa: E402
-from rag.ingest import ingest  # noqa: E402
-from rag.search import Retriever  # noqa: E402
 from service.generation.base import GenerationEvent, RequestHandle, SamplingParams  # noqa: E402
 from service.generation.engine import BatchingEngine  # noqa: E402
 from service.policy import base_model_path, load_policy  # noqa: E402
@@ -166,30 +162,95 @@ def load(model: str, models_dir: Path, device: str) -> tuple[Any, Any, str]:
     return policy, tokenizer, path
 
 
-def make_prompts(tokenizer: Any, golden_path: Path, n: int, passages: int) -> list[list[int]]:
-    """Token ids of `n` RAG prompts as the service builds them (service/prompting.py): the retrieved
+def build_index(work: Path) -> Path:
+    from rag.config import RagConfig
+    from rag.ingest import ingest
+
+    index = work / "index"
+    ingest([CORPUS], index, RagConfig())
+    return index
+
+
+def golden_questions(golden_path: Path, n: int) -> list[str]:
+    from rag.evaluation import load_golden
+
+    return [g.question for g in load_golden(golden_path)][:n]
+
+
+def make_prompts(tokenizer: Any, index: Path, questions: list[str], passages: int) -> list[list[int]]:
+    """Token ids of RAG prompts as the service builds them (service/prompting.py): the retrieved
     handbook passages and a golden question, through the tokenizer's chat template."""
+    from rag.config import RagConfig
+    from rag.search import Retriever
 
     def encode(messages: list[dict[str, str]]) -> list[int]:
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if not isinstance(ids, list):  # a BatchEncoding in some transformers versions
-            ids = ids["input_ids"]
-        return [int(t) for t in ids]
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return [int(t) for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
 
-    questions = [g.question for g in load_golden(golden_path)][:n]
+    retriever = Retriever(index, RagConfig())
     prompts = []
-    with tempfile.TemporaryDirectory() as tmp:
-        index = Path(tmp) / "index"
-        ingest([CORPUS], index, RagConfig())
-        retriever = Retriever(index, RagConfig())
-        for question in questions:
-            hits = retriever.search(question, k=passages).hits
-            numbered = [Passage(i, h.chunk_id, h.source, h.title, h.section, h.text)
-                        for i, h in enumerate(hits, start=1)]  # fmt: skip
-            conversation = [{"role": "user", "content": question}]
-            messages, _ = build_messages(conversation, numbered, lambda m: len(encode(m)), budget=1_000_000)
-            prompts.append(encode(messages))
+    for question in questions:
+        hits = retriever.search(question, k=passages).hits
+        numbered = [Passage(i, h.chunk_id, h.source, h.title, h.section, h.text)
+                    for i, h in enumerate(hits, start=1)]  # fmt: skip
+        conversation = [{"role": "user", "content": question}]
+        messages, _ = build_messages(conversation, numbered, lambda m: len(encode(m)), budget=1_000_000)
+        prompts.append(encode(messages))
     return prompts
+
+
+def end_to_end(
+    index: Path, model_path: str, device: str, questions: list[str], max_tokens: int
+) -> dict[str, Any]:
+    """RAG answers through the real HTTP API (uvicorn on loopback), one at a time: where the time goes."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    with tempfile.TemporaryDirectory() as data:
+        settings = Settings(data_dir=Path(data), index_dir=index, model=model_path, device=device, port=port)
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        parts: dict[str, list[float]] = {}
+        wall: list[float] = []
+        refused = 0
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as http:
+                ask = {"messages": [{"role": "user", "content": questions[0]}], "max_tokens": 4}
+                http.post("/v1/chat/completions", json=ask).raise_for_status()  # warm-up
+                for question in questions:
+                    body = {"messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
+                            "temperature": 0}  # fmt: skip
+                    t0 = time.perf_counter()
+                    response = http.post("/v1/chat/completions", json=body)
+                    wall.append(time.perf_counter() - t0)
+                    response.raise_for_status()
+                    kb = response.json()["kbloop"]
+                    refused += kb["refused"]
+                    for name, value in kb["latency_ms"].items():
+                        parts.setdefault(name, []).append(value)
+        finally:
+            server.should_exit = True
+            thread.join(30)
+    out: dict[str, Any] = {"requests": len(questions), "refused": refused, "max_tokens": max_tokens,
+                           "http_wall_p50_ms": round(ms(percentile(wall, 50)), 1)}  # fmt: skip
+    for name, values in sorted(parts.items()):
+        out[f"{name}_p50_ms"] = round(percentile(values, 50), 1)
+        out[f"{name}_p95_ms"] = round(percentile(values, 95), 1)
+    return out
 
 
 def _sync(device: Any) -> None:
@@ -397,11 +458,21 @@ def report(results: dict[str, Any]) -> str:
             f" ttft p50 {ratios['ttft_p50_single_vs_baseline']:.3f}x the baseline's",
             f"  {many['concurrency']} streams / 1 stream  {ratios['concurrent_vs_single']:.3f}"
             "  (target >= 3)",
-            f"  under load: decode steps ran {many['forward_passes']['decode_rows']} rows (steps per size), "
-            f"prefills {many['forward_passes']['prefill_rows']} rows, "
+            f"  under load: decode steps per batch size {many['forward_passes']['decode_rows']}, "
+            f"prefills per batch size {many['forward_passes']['prefill_rows']}, "
             f"{many['forward_passes']['prefill_s']} s of {many['wall_s']} s in prefill",
             f"  decode-only tokens/s: 1 stream {single['forward_passes']['decode_tokens_per_s']}, "
             f"{many['concurrency']} streams {many['forward_passes']['decode_tokens_per_s']}",
+            *(
+                [
+                    f"  end to end over HTTP ({e2e['requests']} questions, {e2e['refused']} refused): "
+                    f"retrieval p50 {e2e.get('retrieval_p50_ms')} ms, prompt {e2e.get('prompt_p50_ms')} ms, "
+                    f"generation {e2e.get('generation_p50_ms')} ms, ttft {e2e.get('ttft_p50_ms')} ms, "
+                    f"total {e2e.get('total_p50_ms')} ms (p95 {e2e.get('total_p95_ms')} ms)"
+                ]
+                if (e2e := results.get("end_to_end"))
+                else []
+            ),
             f"  bench wall time {results['bench_wall_s']} s",
         ]
     )
@@ -416,19 +487,37 @@ def main() -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--golden", type=Path, default=CORPUS / "golden.jsonl")
     parser.add_argument("--prompts", type=int, default=8, help="golden questions turned into prompts")
-    parser.add_argument("--passages", type=int, default=4, help="retrieved passages per prompt")
+    parser.add_argument("--passages", type=int, default=3, help="passages per prompt (service default: 3)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=8, help="requests kept in flight")
     parser.add_argument("--waves", type=int, default=3, help="concurrent requests = concurrency x waves")
     parser.add_argument("--max-batch", type=int, default=8, help="the engine's max_batch (service default)")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="the engine's batch_wait_ms")
+    parser.add_argument(
+        "--e2e", type=int, default=8, help="questions answered through the HTTP API (0: skip)"
+    )
+    parser.add_argument(
+        "--prompts-file", type=Path, help="read prompt token ids (JSON) instead of retrieving"
+    )
+    parser.add_argument("--save-prompts", type=Path, help="write the prompt token ids (JSON) and exit")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serving.json")
     args = parser.parse_args()
 
     started = time.perf_counter()
     model, tokenizer, path = load(args.model, args.models_dir, args.device)
     device = next(model.parameters()).device
-    prompts = make_prompts(tokenizer, args.golden, args.prompts, args.passages)
+    work = tempfile.TemporaryDirectory()
+    index: Path | None = None
+    if args.prompts_file:  # e.g. on a GPU box without the retrieval stack
+        prompts = [[int(t) for t in p] for p in json.loads(args.prompts_file.read_text())]
+    else:
+        index = build_index(Path(work.name))
+        questions = golden_questions(args.golden, max(args.prompts, args.e2e))
+        prompts = make_prompts(tokenizer, index, questions[: args.prompts], args.passages)
+    if args.save_prompts:
+        args.save_prompts.write_text(json.dumps(prompts))
+        print(f"wrote {len(prompts)} prompts to {args.save_prompts}")
+        return
     lengths = [len(p) for p in prompts]
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -460,6 +549,13 @@ def main() -> None:
         )
     finally:
         engine.close()
+    if args.e2e and index is not None:
+        del model, engine
+        results["end_to_end"] = end_to_end(
+            index, path, args.device, questions[: args.e2e], args.max_new_tokens
+        )
+        print(json.dumps(results["end_to_end"], indent=1), flush=True)
+    work.cleanup()
     results["ratios"] = {
         "single_vs_baseline": round(single["tokens_per_s"] / base["tokens_per_s"], 3),
         "concurrent_vs_single": round(many["tokens_per_s"] / single["tokens_per_s"], 3),

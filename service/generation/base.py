@@ -79,7 +79,7 @@ class EngineStats:
     steps: int = 0
     tokens: int = 0
     errors: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)  # rows in each of the last 1000 decode steps
 
 
 class Generator(Protocol):

@@ -42,23 +42,33 @@ class _Row:
     request: _Request
     generator: Any  # torch.Generator | None
     ids: list[int] = field(default_factory=list)  # generated token ids
-    sent: str = ""  # text already emitted
+    prefix: int = 0  # decoding window start (see IncrementalDecoder)
+    read: int = 0  # ids up to here have been emitted as text
     length: int = 0  # real tokens in the cache (prompt + generated)
 
 
 class IncrementalDecoder:
-    """Text deltas from a growing list of token ids, holding back incomplete multi-byte characters."""
+    """Text deltas from a growing list of token ids, decoding only a window of recent tokens.
+
+    The text of ids[prefix:] is compared with that of ids[prefix:read] (what was already emitted from
+    that window); the difference is new. A delta ending in U+FFFD (half of a multi-byte character) is
+    held back until the next token completes it.
+    """
 
     def __init__(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
 
-    def delta(self, row: _Row) -> str:
-        text = self._tokenizer.decode(row.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            return ""
-        new = text[len(row.sent) :] if text.startswith(row.sent) else ""
-        row.sent = text
-        return new
+    def _text(self, ids: list[int]) -> str:
+        text: str = self._tokenizer.decode(ids, skip_special_tokens=True)
+        return text
+
+    def delta(self, row: _Row, final: bool = False) -> str:
+        before = self._text(row.ids[row.prefix : row.read])
+        now = self._text(row.ids[row.prefix :])
+        if len(now) > len(before) and (final or not now.endswith("\ufffd")):
+            row.prefix, row.read = row.read, len(row.ids)
+            return now[len(before) :]
+        return ""
 
 
 class BatchingEngine:
@@ -149,8 +159,6 @@ class BatchingEngine:
                     else:
                         cache, mask = new_cache, new_mask
                     self._stats.batches += 1
-                    self._stats.batch_sizes.append(len(rows))
-                    del self._stats.batch_sizes[:-1000]
                     rows, cache, mask = self._retire(rows, cache, mask)
                     if not rows:
                         continue
@@ -167,11 +175,14 @@ class BatchingEngine:
                         position_ids=positions,
                         past_key_values=cache,
                         use_cache=True,
+                        logits_to_keep=1,
                     )
                 cache = out.past_key_values
                 for r in rows:
                     r.length += 1
                 self._stats.steps += 1
+                self._stats.batch_sizes.append(len(rows))
+                del self._stats.batch_sizes[:-1000]
                 self._advance(rows, out.logits[:, -1, :])
                 rows, cache, mask = self._retire(rows, cache, mask)
             except Exception as exc:  # OOM, a model bug: fail the rows in flight, keep serving
@@ -237,7 +248,11 @@ class BatchingEngine:
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+            # only the last position's logits are needed: skipping the vocabulary projection of every
+            # prompt token saves ~25% of a prefill on SmolLM2 (a 49k-word vocabulary)
+            out = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+            )
         rows = []
         for r in requests:
             gen = None
@@ -249,9 +264,14 @@ class BatchingEngine:
 
     def _advance(self, rows: list[_Row], logits: torch.Tensor) -> None:
         """Choose each row's next token from its logits (batch, vocab) and stream the new text."""
-        for r, row_logits in zip(rows, logits, strict=True):
+        greedy = logits.argmax(dim=-1).tolist()  # one device sync for the whole batch
+        for r, row_logits, best in zip(rows, logits, greedy, strict=True):
             p = r.request.params
-            token = choose_token(row_logits, p.temperature, p.top_p, r.generator)
+            token = (
+                int(best)
+                if p.temperature <= 0
+                else choose_token(row_logits, p.temperature, p.top_p, r.generator)
+            )
             r.ids.append(token)
             self._stats.tokens += 1
             if token in self.stop_ids:
@@ -295,7 +315,7 @@ class BatchingEngine:
 
     def _finish(self, row: _Row, reason: str, error: str | None = None) -> None:
         if reason != "error":
-            tail = self._decoder.delta(row) if row.ids and row.ids[-1] not in self.stop_ids else ""
+            tail = self._decoder.delta(row, final=True)
             if tail:
                 row.request.handle.emit(GenerationEvent(text=tail))
         completion = len(row.ids) - (1 if row.ids and row.ids[-1] in self.stop_ids else 0)

@@ -184,3 +184,21 @@ def test_full_queue_raises_and_errors_do_not_kill_the_engine(parts: tuple[Any, A
     assert failed.finish_reason == "error" and "out of memory" in (failed.error or "")
     assert ok.finish_reason == "length" and after.finish_reason == "length"
     assert engine.stats().errors == 1
+
+
+def test_incremental_decoder_holds_back_partial_characters(parts: tuple[Any, Any]) -> None:
+    from service.generation.engine import IncrementalDecoder, _Row
+
+    _, tokenizer = parts
+    text = "naïve café ☕ costs 45 dollars"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    decoder, row = IncrementalDecoder(tokenizer), _Row(request=None, generator=None)  # type: ignore[arg-type]
+    pieces = []
+    for token in ids:
+        row.ids.append(token)
+        piece = decoder.delta(row)
+        assert "\ufffd" not in piece
+        pieces.append(piece)
+    pieces.append(decoder.delta(row, final=True))
+    assert "".join(pieces) == tokenizer.decode(ids) == text
+    assert sum(1 for p in pieces if p == "") >= 2  # the multi-byte characters were held back
