@@ -17,6 +17,8 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +94,7 @@ class BatchingEngine:
         self.max_batch = max_batch
         self.batch_wait_s = batch_wait_ms / 1000
         self.device = next(model.parameters()).device
+        self.batch_prefill = self.device.type != "cpu"
         config = model.config
         self.context_window = int(getattr(config, "max_position_embeddings", 2048) or 2048)
         eos = model.generation_config.eos_token_id if model.generation_config else None
@@ -106,6 +109,7 @@ class BatchingEngine:
         self._queue: queue.Queue[_Request] = queue.Queue(maxsize=queue_size)
         self._decoder = IncrementalDecoder(tokenizer)
         self._stats = EngineStats()
+        self._pending = 0
         self._ids = itertools.count(1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kbloop-generation", daemon=True)
@@ -132,7 +136,7 @@ class BatchingEngine:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def stats(self) -> EngineStats:
-        self._stats.queue_depth = self._queue.qsize()
+        self._stats.queue_depth = self._queue.qsize() + self._pending
         return self._stats
 
     def close(self) -> None:
@@ -145,11 +149,18 @@ class BatchingEngine:
         rows: list[_Row] = []
         cache: Any = None
         mask: Any = None  # (batch, cache_len) long tensor, 1 = real token
+        pending: deque[_Request] = deque()  # taken from the queue, not prefilled yet
         while not self._stop.is_set():
             incoming: list[_Request] = []
             try:
-                incoming = self._take(active=len(rows))
-                if incoming:
+                pending.extend(self._take(active=len(rows) + len(pending)))
+                pending = deque(self._live(pending))
+                if pending:
+                    # On a GPU the waiting prompts are prefilled together. On a CPU a prefill costs the
+                    # same batched or not, and padding only adds work: one prompt per step, between
+                    # decode steps, so running answers keep streaming while newcomers are admitted.
+                    take = len(pending) if self.batch_prefill else 1
+                    incoming = [pending.popleft() for _ in range(take)]
                     new_rows, new_cache, new_mask, first_logits = self._prefill(incoming)
                     incoming = []  # from here on they are rows (finished with the batch on an error)
                     running, rows = rows, rows + new_rows
@@ -198,8 +209,11 @@ class BatchingEngine:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
             self._stats.active = len(rows)
+            self._pending = len(pending)
         for r in rows:
             self._finish(r, "cancelled")
+        for req in pending:
+            req.handle.emit(GenerationEvent(finished=True, finish_reason="cancelled"))
 
     def _take(self, active: int) -> list[_Request]:
         """Queued requests: when idle, block for one and give others `batch_wait_s` to join it; when
@@ -226,11 +240,17 @@ class BatchingEngine:
                     taken.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+        return taken
+
+    @staticmethod
+    def _live(requests: Iterable[_Request]) -> list[_Request]:
+        """The requests still wanted: cancelled ones are dropped, expired ones finished as timeouts."""
         live = []
-        for req in taken:
+        now = time.perf_counter()
+        for req in requests:
             if req.handle.cancelled:
                 continue
-            if req.handle.expired(time.perf_counter()):
+            if req.handle.expired(now):
                 req.handle.emit(GenerationEvent(finished=True, finish_reason="timeout",
                                                 prompt_tokens=len(req.prompt_ids)))  # fmt: skip
                 continue

@@ -145,3 +145,8 @@ def test_generation_error_is_a_5xx_and_the_server_keeps_serving(client: TestClie
         hook.remove()
     assert_error(failed, 500, "generation_failed", "out of memory")
     assert ok.status_code == 200
+
+
+def test_a_generation_past_its_deadline_is_a_504(make_client: Any) -> None:
+    client = make_client(request_timeout_s=0.001)
+    assert_error(client.post("/v1/chat/completions", json=ask(PARKING)), 504, "generation_timeout")
