@@ -385,7 +385,6 @@ def concurrent(
     next request as soon as its previous one ends. Rate = all generated tokens / wall time."""
     params = SamplingParams(max_new_tokens=n, temperature=0.0)
     work = [(i % len(prompts), prompts[i % len(prompts)]) for i in range(concurrency * waves)]
-    admissions_before = engine.stats().batches
 
     async def run() -> tuple[list[Completed], float]:
         pending = iter(work)
@@ -403,15 +402,10 @@ def concurrent(
 
     with ForwardLog(engine.model) as passes:
         done, wall = asyncio.run(run())
-    stats = engine.stats()
-    admissions = stats.batches - admissions_before
-    sizes = stats.batch_sizes[-admissions:] if 0 < admissions <= len(stats.batch_sizes) else []
     return {
         **_summary(done, wall, engine.tokenizer, reference),
         "concurrency": concurrency,
-        # EngineStats.batch_sizes: the batch size right after each admission of new requests
-        "engine_batch_sizes": dict(sorted(Counter(sizes).items())),
-        "forward_passes": passes.summary(),
+        "forward_passes": passes.summary(),  # rows per decode step and prefill, from forward hooks
     }
 
 
