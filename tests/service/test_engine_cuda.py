@@ -37,7 +37,8 @@ def test_batched_decoding_on_cuda(dtype: Any) -> None:
     model = tiny_model(len(tokenizer), seed=2).to("cuda", dtype)
     engine = BatchingEngine(model, tokenizer, max_batch=8, batch_wait_ms=20)
     try:
-        prompts = [list(tokenizer(t)["input_ids"]) for t in ("VPN drops", "Where is HR in Boston?", "parking")]
+        texts = ("VPN drops", "Where is HR in Boston?", "parking")
+        prompts = [list(tokenizer(t)["input_ids"]) for t in texts]
         params = SamplingParams(max_new_tokens=16, temperature=0.0)
         batched = asyncio.run(run_all(engine, prompts, params))
         alone = [asyncio.run(run_all(engine, [p], params))[0] for p in prompts]

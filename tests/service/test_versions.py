@@ -48,7 +48,8 @@ def test_a_version_with_a_lora_adapter_is_served(make_client: Any, tiny_model_di
     state = client.app.state.kbloop
     root = state.runtime.models.root
     save_lora(tiny_model_dir, root / "versions" / "v0002" / "adapter")
-    state.runtime.models.add(ModelVersion(id="v0002", base=str(tiny_model_dir), adapter="adapter", parent="v0001"))
+    tuned_version = ModelVersion(id="v0002", base=str(tiny_model_dir), adapter="adapter", parent="v0001")
+    state.runtime.models.add(tuned_version)
     state.runtime.models.set_alias("candidate", "v0002")
     body = ask(PARKING, temperature=0, max_tokens=12)
     base = client.post("/v1/chat/completions", json=body).json()
@@ -68,5 +69,6 @@ def test_a_broken_adapter_is_a_clear_503(make_client: Any, tiny_model_dir: Path)
     models.add(ModelVersion(id="v0003", base=str(tiny_model_dir), adapter="adapter"))
     response = client.post("/v1/chat/completions", json=ask(PARKING, model="v0003"))
     assert response.status_code == 503
-    assert response.json()["error"]["code"] == "model_unavailable" and "adapter" in response.json()["error"]["message"]
+    error = response.json()["error"]
+    assert error["code"] == "model_unavailable" and "adapter" in error["message"]
     assert client.post("/v1/chat/completions", json=ask(PARKING, max_tokens=2)).status_code == 200
