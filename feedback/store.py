@@ -27,16 +27,17 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from feedback.connection import BUSY_TIMEOUT_S, open_database, sqlite_errors, write_transaction
-from feedback.errors import AnswerNotFound, InvalidRecord, StoreCorrupt, StoreUnavailable
-from feedback.filters import check_page, time_window, where
+from feedback.errors import AnswerNotFound, InvalidFilter, InvalidRecord, StoreCorrupt, StoreUnavailable
 from feedback.migrations import migrate, schema_version
 from feedback.records import AnswerRecord
+from feedback.timestamps import normalize_timestamp
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
 log = logging.getLogger(__name__)
 
+MAX_PAGE = 1000
 _COLUMNS = tuple(f.name for f in fields(AnswerRecord))
 _INSERT_ANSWER = (
     f"INSERT INTO answers ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)}) "
@@ -182,9 +183,14 @@ class Store:
         `since`/`until` take any ISO-8601 date or time (without a timezone: UTC). At most MAX_PAGE
         answers per call: page through more with `offset`.
         """
-        clauses, params = _where(since, until, model_version, conversation_id)
-        check_page(limit, offset)
-        sql = f"SELECT * FROM answers{clauses} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
+        where, params = _where(since, until, model_version, conversation_id)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_PAGE:
+            raise InvalidFilter(
+                f"limit must be an integer in [0, {MAX_PAGE}], got {limit!r}; page with offset"
+            )
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidFilter(f"offset must be an integer >= 0, got {offset!r}")
+        sql = f"SELECT * FROM answers{where} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
         with self._session() as db:
             rows = list(db.query(sql, [*params, limit, offset]))
         return [self._load(row) for row in rows]
@@ -198,17 +204,26 @@ class Store:
         conversation_id: str | None = None,
     ) -> int:
         """How many answers `list_answers` would page through with the same filters."""
-        clauses, params = _where(since, until, model_version, conversation_id)
+        where, params = _where(since, until, model_version, conversation_id)
         with self._session() as db:
-            return int(db.execute(f"SELECT count(*) FROM answers{clauses}", params).fetchone()[0])
+            return int(db.execute(f"SELECT count(*) FROM answers{where}", params).fetchone()[0])
 
 
 def _where(
     since: str | None, until: str | None, model_version: str | None, conversation_id: str | None
 ) -> tuple[str, list[Any]]:
-    clauses, params = time_window("created_at", since, until)
+    clauses: list[str] = []
+    params: list[Any] = []
+    for name, value, op in (("since", since, ">="), ("until", until, "<")):
+        if value is None:
+            continue
+        try:
+            params.append(normalize_timestamp(value))
+        except (ValueError, AttributeError) as exc:
+            raise InvalidFilter(f"{name}: {exc}") from None
+        clauses.append(f"created_at {op} ?")
     for column, value in (("model_version", model_version), ("conversation_id", conversation_id)):
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
-    return where(clauses), params
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

@@ -75,22 +75,22 @@ def test_schema_newer_than_this_kbloop_is_refused(tmp_path: Path) -> None:
 
 def test_a_failing_migration_leaves_the_previous_version_intact(db: Database) -> None:
     def half_then_fail(d: Database) -> None:
-        d.execute("CREATE TABLE experiments (id INTEGER PRIMARY KEY)")
+        d.execute("CREATE TABLE votes (id INTEGER PRIMARY KEY)")
         d.execute("INSERT INTO answers_missing_table VALUES (1)")  # fails: no such table
 
-    broken = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "experiments", half_then_fail))
+    broken = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "votes", half_then_fail))
     with pytest.raises(sqlite3.OperationalError):
         migrate(db, broken)
     assert schema_version(db) == len(MIGRATIONS)
-    assert "experiments" not in db.table_names()
+    assert "votes" not in db.table_names()
     assert not db.conn.in_transaction
 
-    def create_experiments(d: Database) -> None:
-        d.execute("CREATE TABLE experiments (id INTEGER PRIMARY KEY)")
+    def create_votes(d: Database) -> None:
+        d.execute("CREATE TABLE votes (id INTEGER PRIMARY KEY)")
 
-    fixed = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "experiments", create_experiments))
+    fixed = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "votes", create_votes))
     assert migrate(db, fixed) == [len(MIGRATIONS) + 1]
-    assert "experiments" in db.table_names()
+    assert "votes" in db.table_names()
 
 
 def test_out_of_order_migrations_are_a_programming_error(db: Database) -> None:
