@@ -12,9 +12,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-# Where things go was measured on SmolLM2-135M (12 golden questions, greedy): passages and the rule in
-# the last user turn, the rule after the question, made the model cite 9/12 answers (all the right
-# source); the same rule in a system message with titled passages: 0/12.
+# Measured on SmolLM2-135M with the first 14 answerable golden questions (greedy, 60 tokens):
+# - the rule in a system message with titled passages: 0 answers cite anything;
+# - passages + question + the rule below in the user turn: 11/14 cite the right source; 2/14 answers are
+#   bare citations ("1. [1] 2. [2]");
+# - asking for "a full sentence" with an example answer: the model copies the example into its answer.
+# Answers without [n] are attributed to passages by shared words (`attributed_numbers`).
 PASSAGE_FORMAT = "[{n}] {text}"
 INSTRUCTION = (
     "Answer briefly using the passages above and cite the passage number in brackets, like [1]. "
