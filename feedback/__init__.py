@@ -1,10 +1,28 @@
-"""The feedback store: answers with provenance (then votes, corrections, comparisons, audit) in SQLite.
+"""The feedback store: answers with provenance, votes, corrections, comparisons and audit events in
+SQLite, the statistics over them, and training-data exports (feedback.export, feedback.export_csv).
 
 Importing this package is cheap: sqlite-utils (which pulls in pandas and numpy when they are installed)
-is imported only when a `Store` opens a database, and torch never.
+is imported only when a `Store` opens a database, numpy only when a ranking is computed, torch never.
 """
 
+from feedback.audit import AuditEvent
+from feedback.comparisons import Choice, Comparison
+from feedback.corrections import Correction
 from feedback.records import AnswerRecord, Citation, RetrievedChunk
 from feedback.store import Store
+from feedback.votes import Reason, Vote, VoteEvent, VoteValue
 
-__all__ = ["AnswerRecord", "Citation", "RetrievedChunk", "Store"]
+__all__ = [
+    "AnswerRecord",
+    "AuditEvent",
+    "Choice",
+    "Citation",
+    "Comparison",
+    "Correction",
+    "Reason",
+    "RetrievedChunk",
+    "Store",
+    "Vote",
+    "VoteEvent",
+    "VoteValue",
+]

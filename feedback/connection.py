@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from feedback.errors import StoreBusy, StoreCorrupt, StoreUnavailable
 
@@ -113,3 +113,22 @@ def write_transaction(db: Database) -> Iterator[None]:
     with db.conn:  # commits on success, rolls back on an exception
         db.conn.execute("BEGIN IMMEDIATE")
         yield
+
+
+def rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+    """The rows of a query as dicts, one at a time: the cursor streams, nothing is loaded up front."""
+    cursor = conn.execute(sql, params)
+    names = [column[0] for column in cursor.description]
+    for row in cursor:
+        yield dict(zip(names, row, strict=True))
+
+
+def first_row(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+    """The first row of a query as a dict (None when there is none); the statement is closed at once,
+    not when the garbage collector gets to it."""
+    cursor = conn.execute(sql, params)
+    try:
+        row = cursor.fetchone()
+        return None if row is None else dict(zip([c[0] for c in cursor.description], row, strict=True))
+    finally:
+        cursor.close()

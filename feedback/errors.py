@@ -1,4 +1,10 @@
-"""Named errors of the feedback store, each with a stable code the API and CLI can report."""
+"""Named errors of the feedback store, each with a stable code the API and CLI can report.
+
+Three families tell the API which status to answer without a table of codes: `NotFoundError` (an id
+that names nothing: 404), `InvalidInput` (a value the caller must fix: 422) and `ConflictError` (a
+write that contradicts one already made: 409). The rest (corrupt, busy, unavailable, too new) are
+the server's problem.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ class FeedbackErrorCode(StrEnum):
     STORE_BUSY = "store_busy"
     INVALID_RECORD = "invalid_record"
     INVALID_FILTER = "invalid_filter"
+    COMPARISON_NOT_FOUND = "comparison_not_found"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    ALREADY_CHOSEN = "already_chosen"
 
 
 class FeedbackError(Exception):
@@ -25,7 +34,19 @@ class FeedbackError(Exception):
         self.message = message
 
 
-class AnswerNotFound(FeedbackError):
+class NotFoundError(FeedbackError):
+    """An id names nothing in this store (404)."""
+
+
+class InvalidInput(FeedbackError):
+    """The caller sent a value it must fix before retrying (422)."""
+
+
+class ConflictError(FeedbackError):
+    """The write contradicts one already made; retrying the same request will not help (409)."""
+
+
+class AnswerNotFound(NotFoundError):
     """No answer has this id (a typo, or an answer recorded in another data directory)."""
 
     code = FeedbackErrorCode.ANSWER_NOT_FOUND
@@ -55,13 +76,31 @@ class StoreBusy(FeedbackError):
     code = FeedbackErrorCode.STORE_BUSY
 
 
-class InvalidRecord(FeedbackError):
+class InvalidRecord(InvalidInput):
     """A record is malformed, or reuses an id that already names a different record."""
 
     code = FeedbackErrorCode.INVALID_RECORD
 
 
-class InvalidFilter(FeedbackError):
+class InvalidFilter(InvalidInput):
     """A listing filter (time bound, limit, offset) is malformed."""
 
     code = FeedbackErrorCode.INVALID_FILTER
+
+
+class ComparisonNotFound(NotFoundError):
+    """No comparison has this id, or it was shown to another user (whose ids are not confirmed)."""
+
+    code = FeedbackErrorCode.COMPARISON_NOT_FOUND
+
+
+class IdempotencyConflict(ConflictError):
+    """An idempotency key this user already used on this endpoint came back with a different request."""
+
+    code = FeedbackErrorCode.IDEMPOTENCY_CONFLICT
+
+
+class AlreadyChosen(ConflictError):
+    """The comparison already holds a different choice; a choice is final once made."""
+
+    code = FeedbackErrorCode.ALREADY_CHOSEN

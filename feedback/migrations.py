@@ -73,7 +73,111 @@ def _create_answers(db: Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create answers", _create_answers),)
+def _create_feedback(db: Database) -> None:
+    """Votes (current value and history), corrections, comparisons, audit events, idempotency keys.
+
+    The CHECKs hold what makes a row meaningful (value sets, reasons only on a thumbs down, a choice
+    with its time); length caps are policy and live in Python (feedback.votes, feedback.corrections),
+    so changing one needs no migration.
+    """
+    _run(
+        db,
+        # one current vote per (answer, user); value 'none' is a withdrawn vote
+        """
+        CREATE TABLE votes (
+            answer_id TEXT NOT NULL REFERENCES answers (answer_id),
+            user_id TEXT NOT NULL,
+            value TEXT NOT NULL CHECK (value IN ('up', 'down', 'none')),
+            reasons TEXT NOT NULL CHECK (json_valid(reasons) AND json_type(reasons) = 'array'),
+            comment TEXT CHECK (comment IS NULL OR length(comment) > 0),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (answer_id, user_id),
+            CHECK (value = 'down' OR reasons = '[]'),
+            CHECK (value <> 'none' OR comment IS NULL)
+        ) STRICT
+        """,
+        "CREATE INDEX votes_user ON votes (user_id, updated_at)",
+        "CREATE INDEX votes_updated_at ON votes (updated_at)",
+        # every change of a vote, oldest first by event_id; the last event of a vote is its current value
+        """
+        CREATE TABLE vote_events (
+            event_id INTEGER PRIMARY KEY,
+            answer_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            value TEXT NOT NULL CHECK (value IN ('up', 'down', 'none')),
+            reasons TEXT NOT NULL CHECK (json_valid(reasons) AND json_type(reasons) = 'array'),
+            comment TEXT CHECK (comment IS NULL OR length(comment) > 0),
+            created_at TEXT NOT NULL,
+            FOREIGN KEY (answer_id, user_id) REFERENCES votes (answer_id, user_id),
+            CHECK (value = 'down' OR reasons = '[]'),
+            CHECK (value <> 'none' OR comment IS NULL)
+        ) STRICT
+        """,
+        "CREATE INDEX vote_events_vote ON vote_events (answer_id, user_id, event_id)",
+        """
+        CREATE TABLE corrections (
+            correction_id TEXT PRIMARY KEY NOT NULL,
+            answer_id TEXT NOT NULL REFERENCES answers (answer_id),
+            user_id TEXT NOT NULL,
+            text TEXT NOT NULL CHECK (length(trim(text)) > 0),
+            created_at TEXT NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX corrections_answer ON corrections (answer_id, user_id, created_at)",
+        "CREATE INDEX corrections_created_at ON corrections (created_at)",
+        # a pair shown side by side (left = choice 'A'), then chosen once
+        """
+        CREATE TABLE comparisons (
+            comparison_id TEXT PRIMARY KEY NOT NULL,
+            user_id TEXT NOT NULL,
+            left_answer_id TEXT NOT NULL REFERENCES answers (answer_id),
+            right_answer_id TEXT NOT NULL REFERENCES answers (answer_id),
+            created_at TEXT NOT NULL,
+            choice TEXT CHECK (choice IN ('A', 'B', 'tie', 'both_bad')),
+            chosen_at TEXT,
+            CHECK (left_answer_id <> right_answer_id),
+            CHECK ((choice IS NULL) = (chosen_at IS NULL))
+        ) STRICT
+        """,
+        "CREATE INDEX comparisons_created_at ON comparisons (created_at)",
+        "CREATE INDEX comparisons_chosen_at ON comparisons (chosen_at)",
+        "CREATE INDEX comparisons_user ON comparisons (user_id, created_at)",
+        "CREATE INDEX comparisons_left ON comparisons (left_answer_id)",
+        "CREATE INDEX comparisons_right ON comparisons (right_answer_id)",
+        """
+        CREATE TABLE audit_events (
+            event_id INTEGER PRIMARY KEY,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            details TEXT NOT NULL CHECK (json_valid(details) AND json_type(details) = 'object'),
+            created_at TEXT NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX audit_events_created_at ON audit_events (created_at)",
+        "CREATE INDEX audit_events_target ON audit_events (target, created_at)",
+        "CREATE INDEX audit_events_action ON audit_events (action, created_at)",
+        # the first result of each (user, endpoint, client key), replayed to retries of the same request
+        """
+        CREATE TABLE idempotency_keys (
+            user_id TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            key TEXT NOT NULL,
+            request_sha256 TEXT NOT NULL,
+            response TEXT NOT NULL CHECK (json_valid(response)),
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (user_id, endpoint, key)
+        ) STRICT, WITHOUT ROWID
+        """,
+        "CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at)",
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create answers", _create_answers),
+    Migration(2, "votes, corrections, comparisons, audit events, idempotency keys", _create_feedback),
+)
 
 
 def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:

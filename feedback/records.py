@@ -13,71 +13,25 @@ lists and dicts as JSON text (keys sorted, no NaN), `refused` as 0/1.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from feedback.errors import InvalidRecord
-from feedback.timestamps import EXAMPLE, is_canonical
+from feedback.validation import (
+    MAX_ID_CHARS,
+    check_count,
+    check_fields,
+    check_id,
+    check_json_object,
+    check_number,
+    check_text,
+    check_timestamp,
+    dump_json,
+    fail,
+)
 
-MAX_ID_CHARS = 256
-
-
-def dump_json(value: Any) -> str:
-    """Canonical JSON text: sorted keys, compact, UTF-8 kept as is, NaN and infinities refused."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _fail(owner: str, name: str, expected: str, value: Any) -> InvalidRecord:
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return InvalidRecord(f"{owner}.{name} must be {expected}, got {shown}")
-
-
-def _check_text(owner: str, name: str, value: Any, *, required: bool = True) -> None:
-    if not isinstance(value, str):
-        raise _fail(owner, name, "a string", value)
-    if required and not value.strip():
-        raise _fail(owner, name, "a non-empty string", value)
-
-
-def _check_id(owner: str, name: str, value: Any) -> None:
-    _check_text(owner, name, value)
-    if len(value) > MAX_ID_CHARS or value != value.strip():
-        raise _fail(
-            owner, name, f"an id of at most {MAX_ID_CHARS} characters without surrounding spaces", value
-        )
-
-
-def _check_count(owner: str, name: str, value: Any, *, minimum: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(owner, name, f"an integer >= {minimum}", value)
-
-
-def _check_number(
-    owner: str, name: str, value: Any, *, low: float = -math.inf, high: float = math.inf
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _fail(owner, name, "a finite number", value)
-    if not low <= value <= high:
-        raise _fail(owner, name, f"a number in [{low}, {high}]", value)
-
-
-def _check_json_object(owner: str, name: str, value: Any) -> None:
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise _fail(owner, name, "a dict with string keys", value)
-    try:
-        dump_json(value)
-    except (TypeError, ValueError) as exc:
-        raise _fail(owner, name, f"JSON-serializable without NaN or infinity ({exc})", value) from None
-
-
-def _check_fields(owner: str, data: Any, expected: tuple[str, ...]) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping) or set(data) != set(expected):
-        raise InvalidRecord(f"{owner} must be an object with exactly the keys {list(expected)}, got {data!r}")
-    return data
+__all__ = ["MAX_ID_CHARS", "AnswerRecord", "Citation", "RetrievedChunk", "dump_json"]
 
 
 @dataclass(frozen=True)
@@ -91,15 +45,15 @@ class RetrievedChunk:
     score: float
 
     def __post_init__(self) -> None:
-        _check_count("RetrievedChunk", "rank", self.rank, minimum=1)
-        _check_id("RetrievedChunk", "chunk_id", self.chunk_id)
-        _check_text("RetrievedChunk", "source", self.source)
-        _check_text("RetrievedChunk", "section", self.section, required=False)
-        _check_number("RetrievedChunk", "score", self.score)
+        check_count("RetrievedChunk", "rank", self.rank, minimum=1)
+        check_id("RetrievedChunk", "chunk_id", self.chunk_id)
+        check_text("RetrievedChunk", "source", self.source)
+        check_text("RetrievedChunk", "section", self.section, required=False)
+        check_number("RetrievedChunk", "score", self.score)
 
     @classmethod
     def from_dict(cls, data: Any) -> RetrievedChunk:
-        d = _check_fields("RetrievedChunk", data, tuple(f.name for f in fields(cls)))
+        d = check_fields("RetrievedChunk", data, tuple(f.name for f in fields(cls)))
         return cls(**d)
 
 
@@ -114,15 +68,15 @@ class Citation:
     title: str
 
     def __post_init__(self) -> None:
-        _check_count("Citation", "n", self.n, minimum=1)
-        _check_id("Citation", "chunk_id", self.chunk_id)
-        _check_text("Citation", "source", self.source)
-        _check_text("Citation", "section", self.section, required=False)
-        _check_text("Citation", "title", self.title, required=False)
+        check_count("Citation", "n", self.n, minimum=1)
+        check_id("Citation", "chunk_id", self.chunk_id)
+        check_text("Citation", "source", self.source)
+        check_text("Citation", "section", self.section, required=False)
+        check_text("Citation", "title", self.title, required=False)
 
     @classmethod
     def from_dict(cls, data: Any) -> Citation:
-        d = _check_fields("Citation", data, tuple(f.name for f in fields(cls)))
+        d = check_fields("Citation", data, tuple(f.name for f in fields(cls)))
         return cls(**d)
 
 
@@ -167,22 +121,15 @@ class AnswerRecord:
         """Raise InvalidRecord naming the first malformed field."""
         owner = "AnswerRecord"
         for name in ("answer_id", "conversation_id", "user_id"):
-            _check_id(owner, name, getattr(self, name))
-        _check_text(owner, "created_at", self.created_at)
-        if not is_canonical(self.created_at):
-            raise _fail(
-                owner,
-                "created_at",
-                f"UTC ISO-8601 with milliseconds like {EXAMPLE!r} (use feedback.timestamps.utc_now())",
-                self.created_at,
-            )
+            check_id(owner, name, getattr(self, name))
+        check_timestamp(owner, "created_at", self.created_at)
         for name in ("model_version", "index_version", "prompt_template_hash", "finish_reason"):
-            _check_id(owner, name, getattr(self, name))
-        _check_text(owner, "question", self.question)
-        _check_text(owner, "prompt", self.prompt, required=not self.refused)  # a refusal prompts nothing
-        _check_text(owner, "answer", self.answer, required=False)
+            check_id(owner, name, getattr(self, name))
+        check_text(owner, "question", self.question)
+        check_text(owner, "prompt", self.prompt, required=not self.refused)  # a refusal prompts nothing
+        check_text(owner, "answer", self.answer, required=False)
         if not isinstance(self.messages, list) or not self.messages:
-            raise _fail(
+            raise fail(
                 owner, "messages", "a non-empty list of {'role': ..., 'content': ...} dicts", self.messages
             )
         for i, message in enumerate(self.messages):
@@ -193,24 +140,24 @@ class AnswerRecord:
                 and message["role"].strip()
                 and "content" in message
             ):
-                raise _fail(
+                raise fail(
                     owner, f"messages[{i}]", "a dict of strings with a 'role' and a 'content'", message
                 )
         if not isinstance(self.refused, bool):
-            raise _fail(owner, "refused", "True or False", self.refused)
-        _check_number(owner, "confidence", self.confidence, low=0.0, high=1.0)
+            raise fail(owner, "refused", "True or False", self.refused)
+        check_number(owner, "confidence", self.confidence, low=0.0, high=1.0)
         for name, kind in (("retrieved", RetrievedChunk), ("citations", Citation)):
             items = getattr(self, name)
             if not isinstance(items, list) or not all(isinstance(item, kind) for item in items):
-                raise _fail(owner, name, f"a list of {kind.__name__}", items)
+                raise fail(owner, name, f"a list of {kind.__name__}", items)
             for item in items:
                 item.__post_init__()  # lists are mutable: re-check what they hold now
-        _check_json_object(owner, "generation", self.generation)
-        _check_count(owner, "prompt_tokens", self.prompt_tokens)
-        _check_count(owner, "completion_tokens", self.completion_tokens)
-        _check_json_object(owner, "latency_ms", self.latency_ms)
+        check_json_object(owner, "generation", self.generation)
+        check_count(owner, "prompt_tokens", self.prompt_tokens)
+        check_count(owner, "completion_tokens", self.completion_tokens)
+        check_json_object(owner, "latency_ms", self.latency_ms)
         for stage, ms in self.latency_ms.items():
-            _check_number(owner, f"latency_ms[{stage!r}]", ms, low=0.0)
+            check_number(owner, f"latency_ms[{stage!r}]", ms, low=0.0)
 
     def to_row(self) -> dict[str, Any]:
         """The `answers` row: scalar fields as they are, `refused` as 0/1, lists and dicts as JSON text."""

@@ -1,5 +1,11 @@
-"""The feedback store: answers with provenance in one SQLite file (votes, corrections, comparisons and
-audit events come later, as further migrations and methods on the same store).
+"""The feedback store: answers with provenance, votes, corrections, comparisons and audit events in one
+SQLite file, and the statistics over them.
+
+The Store is the one entry point, and thin: each concept's rules and SQL live in its own module
+(feedback.votes, .comparisons, .corrections, .audit, .idempotency), the math in feedback.stats and
+feedback.ranking; the Store opens the transaction, reads the clock and delegates. Its feedback and
+statistics methods are written in feedback.store_feedback and feedback.store_stats. Exports read
+through `snapshot()` (feedback.export, feedback.export_csv).
 
 Concurrency. The service calls the store from many threads (FastAPI runs sync handlers in a thread
 pool) while the trainer may use the same file from another process:
@@ -12,44 +18,60 @@ pool) while the trainer may use the same file from another process:
   queue on the busy timeout (`BEGIN IMMEDIATE`, see feedback.connection), and a writer still locked
   out when the timeout ends gets StoreBusy.
 Every write is one transaction: a call that returned has committed (`synchronous=FULL`), one that
-raised has written nothing.
+raised has written nothing. Feedback writes take an optional client `idempotency_key`: a retry with
+the same key returns the first result and writes nothing (feedback.idempotency).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from feedback import idempotency
+from feedback.answers import answer_row
 from feedback.connection import BUSY_TIMEOUT_S, open_database, sqlite_errors, write_transaction
-from feedback.errors import AnswerNotFound, InvalidFilter, InvalidRecord, StoreCorrupt, StoreUnavailable
+from feedback.errors import InvalidRecord, StoreCorrupt, StoreUnavailable
+from feedback.filters import check_page, time_window, where
 from feedback.migrations import migrate, schema_version
 from feedback.records import AnswerRecord
-from feedback.timestamps import normalize_timestamp
+from feedback.store_feedback import FeedbackMethods
+from feedback.store_stats import StatisticsMethods
+from feedback.timestamps import utc_now
+from feedback.validation import check_id, check_timestamp
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
 log = logging.getLogger(__name__)
 
-MAX_PAGE = 1000
 _COLUMNS = tuple(f.name for f in fields(AnswerRecord))
 _INSERT_ANSWER = (
     f"INSERT INTO answers ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)}) "
     "ON CONFLICT (answer_id) DO NOTHING"
 )
+R = TypeVar("R", bound=idempotency.JsonResult)
 
 
-class Store:
-    """The feedback database at `path` (created with its folders if missing, migrated on open)."""
+class Store(FeedbackMethods, StatisticsMethods):
+    """The feedback database at `path` (created with its folders if missing, migrated on open).
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    `clock` gives the time feedback is stamped with (canonical UTC text, feedback.timestamps); tests
+    and imports of old feedback pass their own.
+    """
+
+    def __init__(
+        self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S, clock: Callable[[], str] = utc_now
+    ) -> None:
         self.path = Path(path)
+        self._clock = clock
+        self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         self._closed = True
         try:
@@ -85,6 +107,59 @@ class Store:
             return AnswerRecord.from_row(row)
         except InvalidRecord as exc:
             raise StoreCorrupt(f"{self.path}: a stored answer cannot be read ({exc})") from exc
+
+    def _now(self) -> str:
+        now = self._clock()
+        check_timestamp("Store", "clock()", now)
+        return now
+
+    def _write(
+        self,
+        user_id: str,
+        endpoint: str,
+        key: str | None,
+        request: dict[str, Any],
+        result_type: type[R],
+        write: Callable[[sqlite3.Connection, str], R],
+    ) -> R:
+        """`write(conn, now)` in one write transaction, at most once per (user, endpoint, key)."""
+        check_id(endpoint, "user_id", user_id)
+        idempotency.check_key(key)
+        with self._session() as db, write_transaction(db):
+            now = self._now()
+            return idempotency.run_once(
+                db.conn,
+                user_id=user_id,
+                endpoint=endpoint,
+                key=key,
+                request=request,
+                result_type=result_type,
+                write=lambda: write(db.conn, now),
+                now=now,
+            )
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection of its own, inside one read transaction: a consistent view of the
+        store for long reads (exports, the trainer's datasets) that neither holds the store's lock nor
+        blocks writers (WAL). Close it soon: the WAL cannot be checkpointed past an open snapshot."""
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable(f"the store on {self.path} is closed; open a new Store")
+        with sqlite_errors(self.path):
+            conn = sqlite3.connect(
+                self.path.resolve().as_uri() + "?mode=ro",
+                uri=True,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT count(*) FROM schema_migrations").fetchall()  # the snapshot starts here
+                yield conn
+            finally:
+                conn.close()
 
     def close(self) -> None:
         with self._lock:
@@ -155,13 +230,7 @@ class Store:
 
     @staticmethod
     def _get_row(db: Database, answer_id: str) -> dict[str, Any]:
-        rows = list(db.query("SELECT * FROM answers WHERE answer_id = ?", [answer_id]))
-        if not rows:
-            raise AnswerNotFound(
-                f"no answer with id {answer_id!r}; check the id, or that the service and this reader use "
-                "the same data directory"
-            )
-        return rows[0]
+        return answer_row(db.conn, answer_id)
 
     def get_answer(self, answer_id: str) -> AnswerRecord:
         with self._session() as db:
@@ -183,14 +252,9 @@ class Store:
         `since`/`until` take any ISO-8601 date or time (without a timezone: UTC). At most MAX_PAGE
         answers per call: page through more with `offset`.
         """
-        where, params = _where(since, until, model_version, conversation_id)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_PAGE:
-            raise InvalidFilter(
-                f"limit must be an integer in [0, {MAX_PAGE}], got {limit!r}; page with offset"
-            )
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidFilter(f"offset must be an integer >= 0, got {offset!r}")
-        sql = f"SELECT * FROM answers{where} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
+        clauses, params = _where(since, until, model_version, conversation_id)
+        check_page(limit, offset)
+        sql = f"SELECT * FROM answers{clauses} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
         with self._session() as db:
             rows = list(db.query(sql, [*params, limit, offset]))
         return [self._load(row) for row in rows]
@@ -204,26 +268,17 @@ class Store:
         conversation_id: str | None = None,
     ) -> int:
         """How many answers `list_answers` would page through with the same filters."""
-        where, params = _where(since, until, model_version, conversation_id)
+        clauses, params = _where(since, until, model_version, conversation_id)
         with self._session() as db:
-            return int(db.execute(f"SELECT count(*) FROM answers{where}", params).fetchone()[0])
+            return int(db.execute(f"SELECT count(*) FROM answers{clauses}", params).fetchone()[0])
 
 
 def _where(
     since: str | None, until: str | None, model_version: str | None, conversation_id: str | None
 ) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for name, value, op in (("since", since, ">="), ("until", until, "<")):
-        if value is None:
-            continue
-        try:
-            params.append(normalize_timestamp(value))
-        except (ValueError, AttributeError) as exc:
-            raise InvalidFilter(f"{name}: {exc}") from None
-        clauses.append(f"created_at {op} ?")
+    clauses, params = time_window("created_at", since, until)
     for column, value in (("model_version", model_version), ("conversation_id", conversation_id)):
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+    return where(clauses), params

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from feedback.errors import FeedbackError, FeedbackErrorCode
+from feedback.errors import ConflictError, FeedbackError, FeedbackErrorCode, InvalidInput, NotFoundError
 from rag.errors import IndexNotFound, InvalidQuery, RagError
 from service.api import answers, chat, health, models
 from service.api.deps import AppState
@@ -132,6 +132,12 @@ def _install_error_handlers(app: FastAPI, state: AppState) -> None:
 
     @app.exception_handler(FeedbackError)
     async def store_error(_: Request, exc: FeedbackError) -> JSONResponse:
+        if isinstance(exc, NotFoundError):
+            return respond(404, exc.code.value, exc.message)
+        if isinstance(exc, InvalidInput):
+            return respond(422, exc.code.value, exc.message)
+        if isinstance(exc, ConflictError):
+            return respond(409, exc.code.value, exc.message)
         log.error("store failed: %s", exc)
         status = (
             503 if exc.code in (FeedbackErrorCode.STORE_BUSY, FeedbackErrorCode.STORE_UNAVAILABLE) else 500

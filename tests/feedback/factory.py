@@ -1,10 +1,15 @@
-"""Answer records for the feedback tests (also imported by the child processes they start)."""
+"""Answer records and a fake clock for the feedback tests (also imported by the child processes they
+start)."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from feedback.records import AnswerRecord, Citation, RetrievedChunk
+from feedback.timestamps import format_timestamp
 
 
 def make_record(answer_id: str = "a-1", **overrides: Any) -> AnswerRecord:
@@ -46,3 +51,39 @@ def make_record(answer_id: str = "a-1", **overrides: Any) -> AnswerRecord:
     }
     values.update(overrides)
     return AnswerRecord(**values)
+
+
+class FakeClock:
+    """A store clock that starts at `start` and moves `step_ms` forward on every reading; `set` jumps."""
+
+    def __init__(self, start: str = "2026-11-23T10:00:00.000Z", step_ms: int = 1) -> None:
+        self._now = datetime.fromisoformat(start)
+        self._step = timedelta(milliseconds=step_ms)
+
+    def set(self, moment: str) -> None:
+        self._now = datetime.fromisoformat(moment)
+
+    def __call__(self) -> str:
+        now = format_timestamp(self._now)
+        self._now += self._step
+        return now
+
+
+def run_threads(target: Callable[[int], None], n: int) -> None:
+    """Run `target(k)` for k in range(n) in n threads released together; re-raise what any raised."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def guarded(k: int) -> None:
+        try:
+            barrier.wait()
+            target(k)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

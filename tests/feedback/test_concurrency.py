@@ -7,9 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,30 +15,11 @@ import pytest
 from feedback import Store
 from feedback.migrations import MIGRATIONS
 from tests.conftest import REPO
-from tests.feedback.factory import make_record
+from tests.feedback.factory import make_record, run_threads
 
 pytestmark = pytest.mark.timeout(60)
 
 THREADS, PER_THREAD = 8, 50
-
-
-def _run_threads(target: Callable[[int], None], n: int) -> None:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(n)
-
-    def guarded(k: int) -> None:
-        try:
-            barrier.wait()
-            target(k)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
 
 
 def test_threads_sharing_one_store_lose_nothing(tmp_path: Path) -> None:
@@ -52,7 +31,7 @@ def test_threads_sharing_one_store_lose_nothing(tmp_path: Path) -> None:
                 assert store.record_answer(rec) is True
                 assert store.get_answer(rec.answer_id) == rec  # reads interleave with other threads' writes
 
-        _run_threads(write, THREADS)
+        run_threads(write, THREADS)
         assert store.count_answers() == THREADS * PER_THREAD
         ids = {r.answer_id for r in store.list_answers(limit=1000)}
         assert ids == {f"t{k}-{i}" for k in range(THREADS) for i in range(PER_THREAD)}
@@ -68,7 +47,7 @@ def test_stores_opening_a_new_file_at_once_migrate_it_once(tmp_path: Path) -> No
             for i in range(10):
                 store.record_answer(make_record(f"s{k}-{i}"))
 
-    _run_threads(open_and_write, 4)
+    run_threads(open_and_write, 4)
     with Store(path) as store:
         assert store.count_answers() == 40
         assert store._db.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
@@ -97,7 +76,7 @@ WRITER = """
 import sys, time
 from pathlib import Path
 from feedback import Store
-from tests.feedback.factory import make_record
+from tests.feedback.factory import make_record, run_threads
 
 with Store(Path(sys.argv[1])) as store:
     print("ready", flush=True)
@@ -153,7 +132,7 @@ KILLED = """
 import sys
 from pathlib import Path
 from feedback import Store
-from tests.feedback.factory import make_record
+from tests.feedback.factory import make_record, run_threads
 
 store = Store(Path(sys.argv[1]))
 for i in range(1_000_000):

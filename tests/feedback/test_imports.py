@@ -20,7 +20,10 @@ def _loaded_after(code: str) -> list[str]:
 
 
 def test_importing_the_package_loads_nothing_heavy() -> None:
-    code = "import feedback, feedback.store, feedback.migrations\nfrom feedback import Store, AnswerRecord"
+    code = (
+        "import feedback, feedback.store, feedback.migrations, feedback.stats, feedback.ranking, "
+        "feedback.export, feedback.export_csv\nfrom feedback import Store, AnswerRecord, Vote, Comparison"
+    )
     assert _loaded_after(code) == []
 
 

@@ -14,8 +14,9 @@ from feedback.connection import open_database
 from feedback.errors import FeedbackErrorCode, SchemaTooNew, StoreCorrupt
 from feedback.migrations import MIGRATIONS, Migration, latest_version, migrate, schema_version
 from feedback.records import AnswerRecord
-from feedback.store import Store
+from feedback.store import _INSERT_ANSWER, Store
 from feedback.timestamps import is_canonical
+from tests.feedback.factory import make_record
 
 
 @pytest.fixture
@@ -75,22 +76,22 @@ def test_schema_newer_than_this_kbloop_is_refused(tmp_path: Path) -> None:
 
 def test_a_failing_migration_leaves_the_previous_version_intact(db: Database) -> None:
     def half_then_fail(d: Database) -> None:
-        d.execute("CREATE TABLE votes (id INTEGER PRIMARY KEY)")
+        d.execute("CREATE TABLE experiments (id INTEGER PRIMARY KEY)")
         d.execute("INSERT INTO answers_missing_table VALUES (1)")  # fails: no such table
 
-    broken = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "votes", half_then_fail))
+    broken = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "experiments", half_then_fail))
     with pytest.raises(sqlite3.OperationalError):
         migrate(db, broken)
     assert schema_version(db) == len(MIGRATIONS)
-    assert "votes" not in db.table_names()
+    assert "experiments" not in db.table_names()
     assert not db.conn.in_transaction
 
-    def create_votes(d: Database) -> None:
-        d.execute("CREATE TABLE votes (id INTEGER PRIMARY KEY)")
+    def create_experiments(d: Database) -> None:
+        d.execute("CREATE TABLE experiments (id INTEGER PRIMARY KEY)")
 
-    fixed = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "votes", create_votes))
+    fixed = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "experiments", create_experiments))
     assert migrate(db, fixed) == [len(MIGRATIONS) + 1]
-    assert "votes" in db.table_names()
+    assert "experiments" in db.table_names()
 
 
 def test_out_of_order_migrations_are_a_programming_error(db: Database) -> None:
@@ -108,3 +109,42 @@ def test_an_unrelated_sqlite_database_is_not_taken_over(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["customers"]
     conn.close()
+
+
+def test_a_version_1_store_with_answers_upgrades_to_the_feedback_tables(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.db"
+    old = open_database(path)
+    assert migrate(old, MIGRATIONS[:1]) == [1]  # the store as the previous kbloop left it
+    old.conn.execute(_INSERT_ANSWER, make_record("a-1").to_row())
+    old.conn.commit()
+    old.close()
+    with Store(path) as store:
+        assert store.schema_version == 2
+        assert store.get_answer("a-1") == make_record("a-1")
+        assert store.vote("a-1", "u-bob", "up").value == "up"
+        assert {
+            "votes",
+            "vote_events",
+            "corrections",
+            "comparisons",
+            "audit_events",
+            "idempotency_keys",
+        } <= set(store._db.table_names())
+        assert store.integrity_check()
+
+
+def test_feedback_tables_have_their_indexes(db: Database) -> None:
+    migrate(db)
+    for table, leading in {
+        "votes": {"user_id", "updated_at"},
+        "vote_events": {"answer_id"},
+        "corrections": {"answer_id", "created_at"},
+        "comparisons": {"created_at", "chosen_at", "user_id", "left_answer_id", "right_answer_id"},
+        "audit_events": {"created_at", "target", "action"},
+        "idempotency_keys": {"created_at"},
+    }.items():
+        indexed = {
+            index.columns[0] for index in db.table(table).indexes if not index.name.startswith("sqlite_")
+        }
+        assert leading <= indexed, table
+    assert db.execute("PRAGMA foreign_key_list(comparisons)").fetchall()  # foreign keys declared

@@ -228,3 +228,35 @@ def test_integrity_check_tells_a_healthy_store_from_a_damaged_one(tmp_path: Path
         f.write(b"\xff" * 64)
     with Store(path) as store:
         assert store.integrity_check() is False
+
+
+def test_error_families_tell_the_api_which_status_to_answer() -> None:
+    from feedback.errors import (
+        AlreadyChosen,
+        ComparisonNotFound,
+        ConflictError,
+        IdempotencyConflict,
+        InvalidInput,
+        NotFoundError,
+    )
+
+    assert issubclass(AnswerNotFound, NotFoundError) and issubclass(ComparisonNotFound, NotFoundError)  # 404
+    assert issubclass(InvalidRecord, InvalidInput) and issubclass(InvalidFilter, InvalidInput)  # 422
+    assert issubclass(AlreadyChosen, ConflictError) and issubclass(IdempotencyConflict, ConflictError)  # 409
+    codes = [
+        AnswerNotFound,
+        ComparisonNotFound,
+        InvalidRecord,
+        InvalidFilter,
+        AlreadyChosen,
+        IdempotencyConflict,
+    ]
+    assert len({cls.code for cls in codes}) == len(codes)
+
+
+def test_a_clock_giving_malformed_times_is_refused(tmp_path: Path) -> None:
+    with Store(tmp_path / "feedback.db", clock=lambda: "2026-11-23 10:00") as store:
+        store.record_answer(make_record())
+        with pytest.raises(InvalidRecord, match="clock"):
+            store.vote("a-1", "u-bob", "up")
+        assert store.list_votes() == []
