@@ -35,8 +35,8 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-def create_app(settings: Settings | None = None, *, embedder: Any = None) -> FastAPI:
-    """The kbloop HTTP app. `embedder` lets tests share one loaded embedding model."""
+def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_ui: bool = True) -> FastAPI:
+    """The kbloop HTTP app, with the web UI at /ui. `embedder` lets tests share one loaded model."""
     settings = settings or get_settings()
     tokens = load_tokens(settings.tokens_file) if settings.tokens_file else {}
     auth = Authenticator(tokens, allow_anonymous=is_loopback(settings.host))
@@ -66,10 +66,21 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None) -> Fas
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    if mount_ui:
+        _mount_ui(app, state)
     _install_error_handlers(app, state)
     _install_metrics_middleware(app, state)
     app.add_middleware(BodyLimit, limit=settings.max_body_kb * 1024)
     return app
+
+
+def _mount_ui(app: FastAPI, state: AppState) -> None:
+    try:
+        from ui.app import mount
+    except ImportError as exc:  # the `ui` extra (gradio) is not installed: the API still serves
+        log.warning("web UI disabled (%s); install it with: pip install -e '.[ui]'", exc)
+        return
+    mount(app, state)
 
 
 def _start(state: AppState, embedder: Any) -> None:
