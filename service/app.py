@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedback.errors import ConflictError, FeedbackError, FeedbackErrorCode, InvalidInput, NotFoundError
 from rag.errors import IndexNotFound, InvalidQuery, RagError
-from service.api import answers, chat, health, models
+from service.api import answers, chat, feedback, health, models
 from service.api.deps import AppState
 from service.auth import Authenticator, is_loopback, load_tokens
 from service.errors import PayloadTooLarge, ServiceError, ServiceErrorCode
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
 
     app = FastAPI(title="kbloop", version="0.1.0", lifespan=lifespan)
     app.state.kbloop = state
-    for module in (chat, models, health, answers):
+    for module in (chat, models, health, answers, feedback):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(
