@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from feedback.cli import export_command
 from rag.cli import index_app
 from rag.cli import register as register_rag
 from service.serve_cli import serve_command
@@ -19,6 +20,7 @@ app = typer.Typer(
 register_rag(app)
 app.add_typer(index_app, name="index")
 app.command("serve")(serve_command)
+app.command("export")(export_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

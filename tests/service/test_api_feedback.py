@@ -128,3 +128,24 @@ def test_pair_positions_follow_the_random_draw(client: TestClient) -> None:
         temperatures.append(left)
         assert (left == 0.3) == expect_first_left
     assert set(temperatures) == {0.3, 0.9}  # both sides were shown on the left
+
+
+def test_kbloop_export_cli(client: TestClient, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    aid = answer_id(client)
+    client.post(f"/api/answers/{aid}/vote", json={"value": "down", "reasons": ["incomplete"]})
+    client.post(f"/api/answers/{aid}/correction", json={"text": "Permits cost 45 dollars per month [1]."})
+    runner = CliRunner()
+    out = tmp_path / "thumbs.jsonl"
+    result = runner.invoke(app, ["export", "thumbs", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["label"] is False and set(rows[0]) == {"prompt", "completion", "label"}
+    sft = runner.invoke(app, ["export", "sft"])
+    assert sft.exit_code == 0 and "45 dollars" in sft.stdout
+    assert json.loads(sft.stdout.splitlines()[0])["messages"][-1]["role"] == "assistant"
+    bad = runner.invoke(app, ["export", "nonsense"])
+    assert bad.exit_code == 2 and "unknown export" in bad.output
