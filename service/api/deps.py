@@ -1,4 +1,8 @@
-"""Typed FastAPI dependencies: the app's state (created in the lifespan) and the caller's identity."""
+"""Typed FastAPI dependencies: the app's state (created in the lifespan) and the caller's identity.
+
+All are `async def`: they only read memory, and FastAPI would run plain `def` ones in its thread pool,
+a thread hop per dependency per request (measured: a third of the feedback endpoints' CPU).
+"""
 
 from __future__ import annotations
 
@@ -29,36 +33,36 @@ class AppState:
     startup_error: str | None = None
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.kbloop
     return state
 
 
-def get_answerer(state: Annotated[AppState, Depends(get_state)]) -> Answerer:
+async def get_answerer(state: Annotated[AppState, Depends(get_state)]) -> Answerer:
     if state.answerer is None:
         raise NotReady(state.startup_error or "the service is starting")
     return state.answerer
 
 
-def get_store(state: Annotated[AppState, Depends(get_state)]) -> Store:
+async def get_store(state: Annotated[AppState, Depends(get_state)]) -> Store:
     if state.store is None:
         raise NotReady(state.startup_error or "the service is starting")
     return state.store
 
 
-def get_runtime(state: Annotated[AppState, Depends(get_state)]) -> PolicyRuntime:
+async def get_runtime(state: Annotated[AppState, Depends(get_state)]) -> PolicyRuntime:
     if state.runtime is None:
         raise NotReady(state.startup_error or "the service is starting")
     return state.runtime
 
 
-def get_identity(
+async def get_identity(
     state: Annotated[AppState, Depends(get_state)], authorization: Annotated[str | None, Header()] = None
 ) -> Identity:
     return state.auth.identify(authorization)
 
 
-def get_operator(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
+async def get_operator(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
     return require_operator(identity)
 
 

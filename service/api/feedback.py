@@ -78,23 +78,25 @@ def _json(obj: Any) -> dict[str, Any]:
 async def vote(
     answer_id: str, body: VoteBody, identity: IdentityDep, store: StoreDep, key: KeyHeader = None
 ) -> dict[str, Any]:
-    await asyncio.to_thread(_visible_answer, store, answer_id, identity)
-    result = await asyncio.to_thread(
-        store.vote, answer_id, identity.user, body.value, reasons=body.reasons, comment=body.comment,
-        idempotency_key=body.idempotency_key or key,
-    )  # fmt: skip
-    return _json(result)
+    def write() -> Any:
+        _visible_answer(store, answer_id, identity)
+        return store.vote(answer_id, identity.user, body.value, reasons=body.reasons, comment=body.comment,
+                          idempotency_key=body.idempotency_key or key)  # fmt: skip
+
+    return _json(await asyncio.to_thread(write))
 
 
 @router.post("/api/answers/{answer_id}/correction")
 async def correction(
     answer_id: str, body: CorrectionBody, identity: IdentityDep, store: StoreDep, key: KeyHeader = None
 ) -> dict[str, Any]:
-    await asyncio.to_thread(_visible_answer, store, answer_id, identity)
-    result = await asyncio.to_thread(
-        store.add_correction, answer_id, identity.user, body.text, idempotency_key=body.idempotency_key or key
-    )
-    return _json(result)
+    def write() -> Any:
+        _visible_answer(store, answer_id, identity)
+        return store.add_correction(
+            answer_id, identity.user, body.text, idempotency_key=body.idempotency_key or key
+        )
+
+    return _json(await asyncio.to_thread(write))
 
 
 def _side(answer: Any) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Benchmarks: each script prints and writes JSON to bench/results/ (see bench/RESULTS.md)."""
