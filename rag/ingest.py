@@ -77,20 +77,20 @@ class IngestReport:
 
 
 def resolve_sources(paths: Sequence[Path]) -> list[tuple[Path, Path, str]]:
-    """(root, file, source) for every file; sources are relative to their root, prefixed by the root's
-    name when several folders are ingested together."""
+    """(root, file, source) for every file. Sources are relative to their root; the files of the second
+    and later roots are prefixed with their root's folder name, so adding a folder (an upload folder,
+    say) never renames the sources — and chunk ids — of the first one."""
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise CorpusNotFound(f"no such file or folder: {', '.join(missing)}")
     roots = [p.resolve() for p in paths]
-    names = [r.name for r in roots if r.is_dir()]
-    prefix = len(roots) > 1
-    if prefix and len(set(names)) != len(names):
+    names = [r.name for r in roots[1:] if r.is_dir()]
+    if len(set(names)) != len(names):
         raise CorpusNotFound("two folders with the same name were given; ingest their common parent instead")
     out: dict[str, tuple[Path, Path, str]] = {}
     for root, path in discover(roots):
         rel = path.relative_to(root).as_posix()
-        source = f"{root.name}/{rel}" if prefix else rel
+        source = rel if root == roots[0] else f"{root.name}/{rel}"
         out.setdefault(source, (root, path, source))
     return list(out.values())
 

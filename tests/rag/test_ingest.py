@@ -149,15 +149,19 @@ def test_a_second_writer_fails_fast(corpus: Path, tmp_path: Path, embedder) -> N
     assert ingest([corpus], index, RagConfig(), embedder=embedder).published
 
 
-def test_several_roots_are_prefixed_by_folder_name(tmp_path: Path, embedder) -> None:
+def test_later_roots_are_prefixed_and_the_first_keeps_its_names(tmp_path: Path, embedder) -> None:
     for name in ("hr", "it"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "faq.md").write_text(
             f"# {name} FAQ\n\nQuestions about {name} are answered here.\n"
         )
-    report = ingest([tmp_path / "hr", tmp_path / "it"], tmp_path / "index", RagConfig(), embedder=embedder)
-    assert set(read_manifest(tmp_path / "index")["files"]) == {"hr/faq.md", "it/faq.md"}
-    assert report.files_indexed == 2
+    index = tmp_path / "index"
+    first = ingest([tmp_path / "hr"], index, RagConfig(), embedder=embedder)
+    ids_before = {c.chunk_id for c in read_chunks(index, first.version)[0]}
+    report = ingest([tmp_path / "hr", tmp_path / "it"], index, RagConfig(), embedder=embedder)
+    assert set(read_manifest(index)["files"]) == {"faq.md", "it/faq.md"}
+    assert report.files_indexed == 2 and report.files_new == 1 and report.files_unchanged == 1
+    assert ids_before <= {c.chunk_id for c in read_chunks(index, report.version)[0]}  # nothing renamed
 
 
 def test_changed_embedder_config_rebuilds(corpus: Path, tmp_path: Path, embedder) -> None:
