@@ -70,7 +70,12 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
         _mount_ui(app, state)
     _install_error_handlers(app, state)
     _install_metrics_middleware(app, state)
-    app.add_middleware(BodyLimit, limit=settings.max_body_kb * 1024)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_kb * 1024,
+        # the UI's document uploads may be as large as ingest accepts (plus multipart framing)
+        wider={UI_UPLOAD_PATH: int(settings.max_file_mb * 1024 * 1024) + UPLOAD_FRAMING},
+    )
     return app
 
 
@@ -195,21 +200,29 @@ class RequestMetrics:
             )
 
 
-class BodyLimit:
-    """413 for request bodies over `limit` bytes, by Content-Length or while the body streams in."""
+UI_UPLOAD_PATH = "/ui/gradio_api/upload"
+UPLOAD_FRAMING = 64 * 1024
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+
+class BodyLimit:
+    """413 for request bodies over `limit` bytes (or the `wider` limit of a path prefix), by
+    Content-Length or while the body streams in."""
+
+    def __init__(self, app: ASGIApp, limit: int, wider: dict[str, int] | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.wider = wider or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = str(scope.get("path", ""))
+        limit = next((n for prefix, n in self.wider.items() if path.startswith(prefix)), self.default)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             response = JSONResponse(
-                error_body("payload_too_large", f"the request body is over {self.limit // 1024} KB"),
+                error_body("payload_too_large", f"the request body is over {limit // 1024} KB"),
                 status_code=413,
             )
             await response(scope, receive, send)
@@ -221,8 +234,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise PayloadTooLarge(f"the request body is over {self.limit // 1024} KB")
+                if seen > limit:
+                    raise PayloadTooLarge(f"the request body is over {limit // 1024} KB")
             return message
 
         await self.app(scope, limited, send)

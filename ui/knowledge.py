@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 DOCUMENT_COLUMNS = ["source", "title", "access groups", "chunks"]
 UPLOAD_TYPES = [".md", ".txt", ".html", ".pdf"]
 UPLOADS = "uploads"
-MULTIPART_ROOM = 4096  # bytes of a multipart upload request that are not the file
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 ProgressFn = Callable[..., Any]  # gr.Progress: progress((done, total), desc=...)
@@ -41,10 +40,9 @@ def uploads_dir(app: AppState) -> Path:
 
 
 def max_upload_bytes(app: AppState) -> int:
-    """The largest file to accept: what ingest reads (max_file_mb), and what fits in one request
-    under the app's body limit (max_body_kb, less room for the multipart framing)."""
-    settings = app.settings
-    return min(int(settings.max_file_mb * 1024 * 1024), settings.max_body_kb * 1024 - MULTIPART_ROOM)
+    """The largest file to accept: what ingest reads (max_file_mb; the app lets uploads through its
+    body limit up to that, see service.app.BodyLimit)."""
+    return int(app.settings.max_file_mb * 1024 * 1024)
 
 
 def size_text(n: int) -> str:

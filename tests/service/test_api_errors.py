@@ -150,3 +150,11 @@ def test_generation_error_is_a_5xx_and_the_server_keeps_serving(client: TestClie
 def test_a_generation_past_its_deadline_is_a_504(make_client: Any) -> None:
     client = make_client(request_timeout_s=0.001)
     assert_error(client.post("/v1/chat/completions", json=ask(PARKING)), 504, "generation_timeout")
+
+
+def test_ui_uploads_get_the_ingest_size_limit_not_the_api_body_limit(client: TestClient) -> None:
+    big = b"x" * (300 * 1024)  # over the 256 KB API limit, under the 20 MB file limit
+    api = client.post("/v1/chat/completions", content=big, headers={"Content-Type": "application/json"})
+    assert api.status_code == 413
+    upload = client.post("/ui/gradio_api/upload", files={"files": ("notes.md", big, "text/markdown")})
+    assert upload.status_code != 413

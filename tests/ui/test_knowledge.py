@@ -66,7 +66,7 @@ def test_lists_documents_and_adds_an_upload(state: AppState, tmp_path: Path) -> 
 def test_upload_limits(state: AppState, tmp_path: Path) -> None:
     big = tmp_path / "big.md"
     big.write_text("x" * 2048)
-    assert max_upload_bytes(state) == state.settings.max_body_kb * 1024 - 4096  # the request body limit
+    assert max_upload_bytes(state) == int(state.settings.max_file_mb * 1024 * 1024)  # what ingest reads
     state.settings.max_file_mb = 0.001  # about 1 KB
     with pytest.raises(gr.Error, match="larger than"):
         add_documents(state, OPERATOR, [str(big)], lambda *a, **k: None)
