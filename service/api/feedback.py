@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -74,29 +75,35 @@ def _json(obj: Any) -> dict[str, Any]:
     return data
 
 
+def _written(obj: Any) -> Response:
+    """A stored record as JSON, without FastAPI's response-model pass (the write endpoints are the hot
+    path of feedback ingestion; see bench/feedback.py)."""
+    return Response(json.dumps(asdict(obj), ensure_ascii=False), media_type="application/json")
+
+
 @router.post("/api/answers/{answer_id}/vote")
 async def vote(
     answer_id: str, body: VoteBody, identity: IdentityDep, store: StoreDep, key: KeyHeader = None
-) -> dict[str, Any]:
+) -> Response:
     def write() -> Any:
         _visible_answer(store, answer_id, identity)
         return store.vote(answer_id, identity.user, body.value, reasons=body.reasons, comment=body.comment,
                           idempotency_key=body.idempotency_key or key)  # fmt: skip
 
-    return _json(await asyncio.to_thread(write))
+    return _written(await asyncio.to_thread(write))
 
 
 @router.post("/api/answers/{answer_id}/correction")
 async def correction(
     answer_id: str, body: CorrectionBody, identity: IdentityDep, store: StoreDep, key: KeyHeader = None
-) -> dict[str, Any]:
+) -> Response:
     def write() -> Any:
         _visible_answer(store, answer_id, identity)
         return store.add_correction(
             answer_id, identity.user, body.text, idempotency_key=body.idempotency_key or key
         )
 
-    return _json(await asyncio.to_thread(write))
+    return _written(await asyncio.to_thread(write))
 
 
 def _side(answer: Any) -> dict[str, Any]:
