@@ -1,0 +1,395 @@
+"""PPO refresh of the policy against the reward model, KL-anchored to the champion.
+
+One iteration:
+1. rollouts: `rollout_batch` real logged prompts (with the passages the service retrieved) are
+   answered by the current policy (sampling);
+2. scoring: the reward model scores each (prompt, response), normalised with its stored mean/std;
+   the frozen reference (the champion) gives per-token log-probs for the KL penalty;
+3. advantages: reward = score at the last response token − β·KL per token; GAE(γ, λ); whitening;
+4. update: `ppo_epochs` passes of clipped-surrogate + clipped-value − entropy-bonus over mini-batches,
+   gradient clipping, an epoch stops early when approx-KL exceeds `max_approx_kl`;
+5. β adapts toward `target_kl`; metrics go to metrics.jsonl; a checkpoint is written.
+
+Policy and value head share one backbone forward pass (the value head reads the last hidden state),
+and the reference is the same backbone with the champion's frozen adapter (or none): three roles, one
+copy of the weights, which is what makes PPO fit on a CPU. The math lives in trainer/losses.py,
+trainer/advantages.py and trainer/kl_control.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from trainer import checkpoint
+from trainer.advantages import gae, kl_penalized_rewards
+from trainer.config import PPOConfig
+from trainer.errors import TrainerError
+from trainer.kl_control import AdaptiveKLController, FixedKLController
+from trainer.loop import accelerator_for
+from trainer.losses import (
+    entropy_from_logits,
+    masked_mean,
+    masked_whiten,
+    ppo_policy_loss,
+    ppo_value_loss,
+    token_logprobs,
+)
+from trainer.models import (
+    ValueHead,
+    hidden_size,
+    load_policy,
+    load_tokenizer,
+    pick_device,
+    reference_mode,
+    save_policy_adapter,
+)
+from trainer.runs import Run
+from trainer.tokens import Encoded, encode_prompt, pad_left, pad_right
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """The reward: a function of (prompts, responses) -> scores, and the mean/std that normalise it."""
+
+    score: Callable[[Sequence[str], Sequence[str]], list[float]]
+    mean: float = 0.0
+    std: float = 1.0
+
+
+def reward_model_scorer(folder: Path, device: str = "auto", max_length: int = 512) -> Scorer:
+    """A Scorer backed by a published reward model (trainer/reward.py)."""
+    from trainer.reward import load_for_scoring, score
+
+    model, tokenizer, stats = load_for_scoring(folder, device)
+
+    def run(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return score(model, tokenizer, prompts, responses, max_length=max_length)
+
+    return Scorer(run, stats["mean"], stats["std"])
+
+
+class PolicyWithValue(torch.nn.Module):
+    """The LoRA policy and its value head: one module, so accelerate prepares (and DDP wraps) both."""
+
+    def __init__(self, policy: Any, value_head: torch.nn.Module) -> None:
+        super().__init__()
+        self.policy = policy
+        self.value_head = value_head
+
+    def forward(
+        self, ids: torch.Tensor, attention: torch.Tensor, keep: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, values) of the last `keep` positions: (batch, keep, vocab), (batch, keep)."""
+        out = self.policy(
+            input_ids=ids, attention_mask=attention, logits_to_keep=keep, output_hidden_states=True
+        )
+        hidden = out.hidden_states[-1][:, -keep:]  # (batch, keep, hidden)
+        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)  # (batch, keep)
+        return out.logits, values
+
+
+@dataclass
+class Rollouts:
+    """A batch of sampled responses with everything the update needs, aligned on (batch, keep-1)."""
+
+    ids: torch.Tensor  # (batch, seq) right-padded prompt + response
+    attention: torch.Tensor  # (batch, seq)
+    keep: int  # positions from the first response token - 1 to the end
+    mask: torch.Tensor  # (batch, keep-1) 1 on response tokens
+    logprobs: torch.Tensor  # (batch, keep-1) under the policy that sampled them
+    ref_logprobs: torch.Tensor  # (batch, keep-1) under the reference
+    values: torch.Tensor  # (batch, keep-1)
+    advantages: torch.Tensor  # (batch, keep-1)
+    returns: torch.Tensor  # (batch, keep-1)
+
+
+def span(encoded: Sequence[Encoded], seq_len: int) -> tuple[int, torch.Tensor]:
+    """(keep, response mask (batch, keep-1)): the logits window that covers every response token."""
+    first = min(e.prompt_len for e in encoded)
+    keep = seq_len - first + 1
+    mask = torch.zeros((len(encoded), keep - 1), dtype=torch.long)
+    for row, e in enumerate(encoded):
+        start = e.prompt_len - first  # index in the window of the first response token of this row
+        mask[row, start : start + len(e.ids) - e.prompt_len] = 1
+    return keep, mask
+
+
+def labels_for(ids: torch.Tensor, keep: int) -> torch.Tensor:
+    return ids[:, ids.shape[1] - keep + 1 :]  # (batch, keep-1): the tokens the window's logits predict
+
+
+@dataclass(frozen=True)
+class PPOResult:
+    adapter: Path
+    metrics: dict[str, Any]
+    published: bool  # False when the KL budget was exceeded
+
+
+class PPOTrainer:
+    def __init__(
+        self,
+        *,
+        base: str,
+        parent_adapter: Path | None,
+        reward: Scorer,
+        cfg: PPOConfig,
+        run: Run,
+    ) -> None:
+        self.cfg, self.run = cfg, run
+        self.tokenizer = load_tokenizer(base)
+        self.tokenizer.padding_side = "left"
+        self.device = pick_device(cfg.device)
+        self.accelerator = accelerator_for(self.device)
+        policy = load_policy(base, parent_adapter, cfg, with_reference=True)
+        head = ValueHead.create(hidden_size(policy), cfg.seed)
+        self.model = PolicyWithValue(policy, head)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
+        self.params = params
+        self.reward = reward
+        self.kl_ctl: AdaptiveKLController | FixedKLController = (
+            AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
+            if cfg.adaptive_kl
+            else FixedKLController(cfg.init_kl_coef)
+        )
+        self.pad = int(self.tokenizer.pad_token_id)
+        self.eos = int(self.tokenizer.eos_token_id)
+
+    @property
+    def unwrapped(self) -> PolicyWithValue:
+        model: PolicyWithValue = self.accelerator.unwrap_model(self.model)
+        return model
+
+    # -- rollouts -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str]) -> tuple[list[Encoded], list[str]]:
+        """Sample one response per prompt with the policy; (prompt + response token ids, response texts)."""
+        cfg = self.cfg
+        policy = self.unwrapped.policy
+        policy.eval()
+        prompt_ids = [encode_prompt(self.tokenizer, p, cfg.max_prompt_tokens) for p in prompts]
+        ids, attention = pad_left(prompt_ids, self.pad)
+        device = self.accelerator.device
+        out = policy.generate(
+            input_ids=ids.to(device),
+            attention_mask=attention.to(device),
+            do_sample=True,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=0,
+            max_new_tokens=cfg.max_new_tokens,
+            eos_token_id=self.eos,
+            pad_token_id=self.pad,
+        )
+        encoded, texts = [], []
+        for row, prompt in enumerate(prompt_ids):
+            response = out[row, ids.shape[1] :].tolist()
+            if self.eos in response:
+                response = response[: response.index(self.eos) + 1]  # keep the end-of-turn token
+            response = [t for t in response if t != self.pad or t == self.eos] or [self.eos]
+            encoded.append(Encoded(list(prompt) + response, len(prompt)))
+            texts.append(self.tokenizer.decode(response, skip_special_tokens=True))
+        return encoded, texts
+
+    @torch.no_grad()
+    def scores(self, prompts: Sequence[str], responses: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(raw, normalised) reward-model scores, both (batch,)."""
+        raw = torch.tensor(self.reward.score(prompts, responses), dtype=torch.float32)
+        normalised = (raw - self.reward.mean) / max(self.reward.std, 1e-6)
+        return raw, normalised
+
+    def forward(
+        self, model: Any, rollouts: Rollouts | None, ids: torch.Tensor, attention: torch.Tensor, keep: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-probs, values, logits) over the response window."""
+        logits, values = model(ids, attention, keep)
+        logits = logits[:, :-1]  # (batch, keep-1, vocab)
+        return token_logprobs(logits, labels_for(ids, keep)), values[:, :-1], logits
+
+    @torch.no_grad()
+    def make_rollouts(
+        self, encoded: list[Encoded], normalised: torch.Tensor
+    ) -> tuple[Rollouts, torch.Tensor]:
+        device = self.accelerator.device
+        ids, attention = pad_right([e.ids for e in encoded], self.pad)
+        ids, attention = ids.to(device), attention.to(device)
+        keep, mask = span(encoded, ids.shape[1])
+        mask = mask.to(device)
+        self.model.eval()
+        with self.accelerator.autocast():
+            logprobs, values, _ = self.forward(self.model, None, ids, attention, keep)
+            with reference_mode(self.unwrapped.policy):
+                ref_logits = self.unwrapped.policy(
+                    input_ids=ids, attention_mask=attention, logits_to_keep=keep
+                ).logits
+        ref_logprobs = token_logprobs(ref_logits[:, :-1], labels_for(ids, keep))
+        logprobs, values, ref_logprobs = logprobs.float(), values.float(), ref_logprobs.float()
+        rewards, kl = kl_penalized_rewards(
+            normalised.to(device), logprobs, ref_logprobs, mask, self.kl_ctl.value, self.cfg.kl_estimator
+        )
+        advantages, returns = gae(rewards, values, mask, self.cfg.gamma, self.cfg.lam)
+        advantages = masked_whiten(advantages, mask) * mask
+        rollouts = Rollouts(ids, attention, keep, mask, logprobs, ref_logprobs, values, advantages, returns)
+        return rollouts, kl
+
+    # -- update ---------------------------------------------------------------------------------
+    def update(self, r: Rollouts, iteration: int) -> dict[str, float]:
+        cfg = self.cfg
+        self.model.train()
+        n = r.ids.shape[0]
+        generator = torch.Generator().manual_seed(cfg.seed * 7919 + iteration)
+        stats: dict[str, list[float]] = {
+            k: [] for k in ("pg_loss", "vf_loss", "entropy", "clipfrac", "vf_clipfrac", "approx_kl")
+        }
+        early_stopped = 0
+        for _epoch in range(cfg.ppo_epochs):
+            order = torch.randperm(n, generator=generator).tolist()
+            epoch_kl: list[float] = []
+            for start in range(0, n, cfg.mini_batch):
+                rows = order[start : start + cfg.mini_batch]
+                ids, attention, mask = r.ids[rows], r.attention[rows], r.mask[rows]
+                with self.accelerator.autocast():
+                    logprobs, values, logits = self.forward(self.model, r, ids, attention, r.keep)
+                logprobs, values = logprobs.float(), values.float()
+                pg_loss, clipfrac, approx_kl = ppo_policy_loss(
+                    logprobs, r.logprobs[rows], r.advantages[rows], mask, cfg.clip_range
+                )
+                vf_loss, vf_clipfrac = ppo_value_loss(
+                    values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value
+                )
+                entropy = masked_mean(entropy_from_logits(logits), mask)
+                loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * entropy
+                self.accelerator.backward(loss)
+                self.accelerator.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                for key, value in (
+                    ("pg_loss", pg_loss),
+                    ("vf_loss", vf_loss),
+                    ("entropy", entropy),
+                    ("clipfrac", clipfrac),
+                    ("vf_clipfrac", vf_clipfrac),
+                    ("approx_kl", approx_kl),
+                ):
+                    stats[key].append(float(value.detach()))
+                epoch_kl.append(float(approx_kl.detach()))
+            if sum(epoch_kl) / len(epoch_kl) > cfg.max_approx_kl:
+                early_stopped = 1
+                break
+        out = {k: sum(v) / len(v) for k, v in stats.items() if v}
+        out["early_stopped"] = early_stopped
+        return out
+
+    # -- the run --------------------------------------------------------------------------------
+    def state(self, iteration: int, history: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "iteration": iteration,
+            "trainable": checkpoint.trainable_state(self.unwrapped),
+            "optimizer": self.optimizer.state_dict(),
+            "kl_ctl": self.kl_ctl.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "history": history,
+        }
+
+    def train(self, prompts: Sequence[str]) -> PPOResult:
+        cfg = self.cfg
+        if not prompts:
+            raise TrainerError("PPO needs prompts (logged questions with their passages); none were given")
+        start = 0
+        history: dict[str, Any] = {"first_lengths": [], "kl": []}
+        saved = checkpoint.load(self.run.checkpoint_dir)
+        if saved is not None:
+            checkpoint.load_trainable_state(saved["trainable"], self.unwrapped)
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.kl_ctl.load_state_dict(saved["kl_ctl"])
+            checkpoint.set_rng_state(saved["rng"])
+            start, history = int(saved["iteration"]), saved["history"]
+            self.run.truncate_metrics(start)
+        bar = tqdm(
+            total=cfg.iterations,
+            initial=start,
+            desc="PPO",
+            unit="iter",
+            disable=not self.accelerator.is_main_process,
+        )
+        last: dict[str, float] = {}
+        for iteration in range(start, cfg.iterations):
+            picker = torch.Generator().manual_seed(cfg.seed * 104729 + iteration)
+            chosen = [prompts[i] for i in torch.randperm(len(prompts), generator=picker)[: cfg.rollout_batch]]
+            t0 = time.perf_counter()
+            encoded, texts = self.generate(chosen)
+            t1 = time.perf_counter()
+            raw, normalised = self.scores(chosen, texts)
+            rollouts, kl = self.make_rollouts(encoded, normalised)
+            t2 = time.perf_counter()
+            update = self.update(rollouts, iteration)
+            t3 = time.perf_counter()
+            lengths = rollouts.mask.sum(dim=1).float()
+            kl_per_response = float((kl * rollouts.mask).sum(dim=1).mean())
+            if iteration == 0:
+                history["first_lengths"] = lengths.tolist()
+            history["kl"].append(kl_per_response)
+            last = {
+                "reward": float(raw.mean()),
+                "reward_normalised": float(normalised.mean()),
+                "kl": kl_per_response,
+                "kl_coef": self.kl_ctl.value,
+                "response_length": float(lengths.mean()),
+                **update,
+                "seconds_rollout": t1 - t0,
+                "seconds_scoring": t2 - t1,
+                "seconds_update": t3 - t2,
+            }
+            self.kl_ctl.update(kl_per_response, cfg.rollout_batch)
+            if self.accelerator.is_main_process:
+                self.run.log(iteration + 1, last)
+                if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
+                    checkpoint.save(self.run.checkpoint_dir, self.state(iteration + 1, history))
+            bar.update(1)
+            bar.set_postfix(reward=f"{last['reward']:.3g}", kl=f"{kl_per_response:.3g}")
+        bar.close()
+        return self.finish(history, last)
+
+    def finish(self, history: dict[str, Any], last: dict[str, float]) -> PPOResult:
+        cfg = self.cfg
+        metrics = self.run.metrics()
+        first_lengths = history.get("first_lengths") or [0.0]
+        first_len = sum(first_lengths) / len(first_lengths)
+        final_kl = history["kl"][-1] if history["kl"] else 0.0
+        summary = {
+            "iterations": cfg.iterations,
+            "final": last,
+            "reward_first": metrics[0]["reward"] if metrics else math.nan,
+            "reward_last": metrics[-1]["reward"] if metrics else math.nan,
+            "kl_to_champion": final_kl,
+            "kl_budget": cfg.kl_budget,
+            "length_first": first_len,
+            "length_last": metrics[-1]["response_length"] if metrics else math.nan,
+            "length_drift": (metrics[-1]["response_length"] / first_len - 1.0)
+            if metrics and first_len
+            else math.nan,
+            "seconds": {
+                k: sum(m.get(f"seconds_{k}", 0.0) for m in metrics) for k in ("rollout", "scoring", "update")
+            },
+        }
+        published = final_kl <= cfg.kl_budget
+        with self.run.publishing() as staging:
+            save_policy_adapter(self.unwrapped.policy, staging)
+            torch.save(self.unwrapped.value_head.state_dict(), staging / "value_head.pt")
+        if not published:
+            summary["refused"] = f"KL to the champion {final_kl:.2f} exceeds the budget {cfg.kl_budget:.2f}"
+            log.warning("PPO result not publishable: %s", summary["refused"])
+        self.run.succeed(metrics=summary, publishable=published)
+        return PPOResult(self.run.output, summary, published)

@@ -1,0 +1,276 @@
+"""Reward model: a scalar head on the policy's base, trained on comparisons and thumbs.
+
+Loss per batch = Bradley–Terry on the pairs in it (−log σ(r_chosen − r_rejected), weighted so chosen-left
+and chosen-right pairs count equally) + `thumbs_weight` × BCE of the thumbs' scores against up/down.
+All sequences of a batch go through one forward pass. After training the reward mean and std over the
+training responses are stored beside the model, so PPO can normalise its scores.
+
+A refresh warm-starts from the previous reward model (`warm_start`) and trains on the feedback that
+arrived since plus a replay sample of older data (see trainer/refresh.py); a full retrain starts from
+the policy base.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from trainer import metrics as M
+from trainer.config import RewardConfig
+from trainer.errors import TrainerError
+from trainer.loop import accelerator_for, fit
+from trainer.losses import bradley_terry_loss, thumbs_bce_loss
+from trainer.models import load_reward_model, load_tokenizer, pick_device, reward_base, save_reward_model
+from trainer.runs import Run
+from trainer.tokens import encode, pad_right
+
+log = logging.getLogger(__name__)
+
+
+class Pair(Protocol):
+    prompt: str
+    chosen: str
+    rejected: str
+    weight: float
+
+
+class Thumb(Protocol):
+    prompt: str
+    completion: str
+    label: bool
+    weight: float
+
+
+@dataclass(frozen=True)
+class Item:
+    """One training example: a pair (two sequences) or a thumb (one sequence with a label)."""
+
+    seqs: tuple[list[int], ...]
+    label: float | None  # None for pairs
+    weight: float
+
+
+def encode_items(
+    tokenizer: Any, pairs: Sequence[Pair], thumbs: Sequence[Thumb], max_length: int
+) -> list[Item]:
+    items = [
+        Item(
+            (
+                encode(tokenizer, p.prompt, p.chosen, max_length, add_eos=False).ids,
+                encode(tokenizer, p.prompt, p.rejected, max_length, add_eos=False).ids,
+            ),
+            None,
+            p.weight,
+        )
+        for p in pairs
+    ]
+    items += [
+        Item(
+            (encode(tokenizer, t.prompt, t.completion, max_length, add_eos=False).ids,),
+            float(t.label),
+            t.weight,
+        )
+        for t in thumbs
+    ]
+    return items
+
+
+def forward_scores(model: Any, seqs: Sequence[list[int]], pad_id: int) -> torch.Tensor:
+    """(n,) scalar rewards of right-padded sequences (the head reads the last non-pad token)."""
+    device = next(model.parameters()).device
+    ids, mask = pad_right(seqs, pad_id)
+    out = model(input_ids=ids.to(device), attention_mask=mask.to(device))
+    return out.logits[:, 0].float()
+
+
+def reward_loss(
+    model: Any, batch: Sequence[Item], pad_id: int, thumbs_weight: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    seqs = [s for item in batch for s in item.seqs]
+    scores = forward_scores(model, seqs, pad_id)
+    pairs, thumbs, at = [], [], 0
+    for item in batch:
+        pairs.append((at, at + 1, item.weight)) if item.label is None else thumbs.append(
+            (at, item.label, item.weight)
+        )
+        at += len(item.seqs)
+    loss = scores.new_zeros(())
+    values: dict[str, float] = {}
+    if pairs:
+        chosen = scores[[c for c, _, _ in pairs]]
+        rejected = scores[[r for _, r, _ in pairs]]
+        weights = scores.new_tensor([w for _, _, w in pairs])
+        bt = bradley_terry_loss(chosen, rejected, weights=weights)
+        loss = loss + bt
+        values["bt_loss"] = float(bt.detach())
+        values["accuracy"] = float((chosen > rejected).float().mean())
+    if thumbs:
+        s = scores[[i for i, _, _ in thumbs]]
+        labels = scores.new_tensor([y for _, y, _ in thumbs])
+        weights = scores.new_tensor([w for _, _, w in thumbs])
+        bce = thumbs_bce_loss(s, labels, weights)
+        loss = loss + thumbs_weight * bce
+        values["bce_loss"] = float(bce.detach())
+    values["loss"] = float(loss.detach())
+    return loss, values
+
+
+@torch.no_grad()
+def score(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    *,
+    max_length: int = 512,
+    batch_size: int = 8,
+) -> list[float]:
+    """Raw reward of each (prompt, completion)."""
+    model.eval()
+    seqs = [
+        encode(tokenizer, p, c, max_length, add_eos=False).ids
+        for p, c in zip(prompts, completions, strict=True)
+    ]
+    out: list[float] = []
+    for start in range(0, len(seqs), batch_size):
+        out += forward_scores(model, seqs[start : start + batch_size], tokenizer.pad_token_id).tolist()
+    return out
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[Pair],
+    thumbs: Sequence[Thumb] = (),
+    *,
+    max_length: int = 512,
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """Pairwise accuracy and calibration on pairs; accuracy and AUC on thumbs."""
+    report: dict[str, float] = {"pairs": float(len(pairs)), "thumbs": float(len(thumbs))}
+    if pairs:
+        chosen = score(
+            model,
+            tokenizer,
+            [p.prompt for p in pairs],
+            [p.chosen for p in pairs],
+            max_length=max_length,
+            batch_size=batch_size,
+        )
+        rejected = score(
+            model,
+            tokenizer,
+            [p.prompt for p in pairs],
+            [p.rejected for p in pairs],
+            max_length=max_length,
+            batch_size=batch_size,
+        )
+        margins = [c - r for c, r in zip(chosen, rejected, strict=True)]
+        report |= {
+            "pair_accuracy": M.pairwise_accuracy(margins),
+            "mean_margin": sum(margins) / len(margins),
+            "ece": M.expected_calibration_error(margins),
+            "brier": M.brier_score(margins),
+        }
+    if thumbs:
+        s = score(
+            model,
+            tokenizer,
+            [t.prompt for t in thumbs],
+            [t.completion for t in thumbs],
+            max_length=max_length,
+            batch_size=batch_size,
+        )
+        labels = [bool(t.label) for t in thumbs]
+        report |= {
+            "thumbs_accuracy": sum((x > 0) == y for x, y in zip(s, labels, strict=True)) / len(s),
+            "thumbs_auc": M.roc_auc(s, labels),
+        }
+    return report
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    folder: Path
+    train: dict[str, float]
+    heldout: dict[str, float]
+    stats: dict[str, float]
+    examples_per_s: float
+
+
+def train_reward(
+    *,
+    base: str,
+    cfg: RewardConfig,
+    run: Run,
+    pairs: Sequence[Pair],
+    thumbs: Sequence[Thumb] = (),
+    heldout_pairs: Sequence[Pair] = (),
+    heldout_thumbs: Sequence[Thumb] = (),
+) -> RewardResult:
+    """Train (or continue) a reward model and publish it to `run.output`."""
+    if not pairs and not thumbs:
+        raise TrainerError("the reward model needs preference pairs or thumbs; none were given")
+    source = cfg.warm_start or base
+    base_model = reward_base(source)
+    tokenizer = load_tokenizer(base_model)
+    device = pick_device(cfg.device)
+    accelerator = accelerator_for(device)
+    model = load_reward_model(source, cfg, lora=cfg.lora, pad_token_id=tokenizer.pad_token_id)
+    items = encode_items(tokenizer, pairs, thumbs, cfg.max_length)
+    pad = int(tokenizer.pad_token_id)
+    fitted = fit(
+        model=model,
+        examples=items,
+        loss_fn=lambda m, batch: reward_loss(m, batch, pad, cfg.thumbs_weight),
+        cfg=cfg,
+        run=run,
+        accelerator=accelerator,
+        desc="reward model",
+    )
+    model = accelerator.unwrap_model(model)
+    responses = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
+    responses += [(t.prompt, t.completion) for t in thumbs]
+    raw = score(
+        model, tokenizer, [p for p, _ in responses], [c for _, c in responses], max_length=cfg.max_length
+    )
+    mean = sum(raw) / len(raw)
+    std = math.sqrt(sum((x - mean) ** 2 for x in raw) / max(1, len(raw) - 1)) or 1.0
+    stats = {"mean": mean, "std": std}
+    heldout = evaluate(model, tokenizer, heldout_pairs, heldout_thumbs, max_length=cfg.max_length)
+    train_eval = evaluate(model, tokenizer, pairs[:200], thumbs[:200], max_length=cfg.max_length)
+    with run.publishing() as staging:
+        save_reward_model(model, staging, base_model, stats)
+        tokenizer.save_pretrained(str(staging / "tokenizer"))
+    run.succeed(
+        metrics={
+            "train": train_eval,
+            "heldout": heldout,
+            "reward_stats": stats,
+            "examples_per_s": fitted.examples_per_s,
+            "steps": fitted.steps,
+            "seconds": fitted.seconds,
+        },
+        warm_start=cfg.warm_start or None,
+    )
+    log.info("reward model: held-out %s", heldout)
+    return RewardResult(run.output, train_eval, heldout, stats, fitted.examples_per_s)
+
+
+def load_for_scoring(folder: Path, device: str = "auto") -> tuple[Any, Any, dict[str, float]]:
+    """(model in eval mode on its device, tokenizer, reward mean/std) of a published reward model."""
+    from trainer.models import reward_stats
+
+    base = reward_base(str(folder))
+    tokenizer = load_tokenizer(base)
+    model = load_reward_model(str(folder), None, lora=False, pad_token_id=tokenizer.pad_token_id)
+    where = pick_device(device)
+    model.to(where.device)
+    model.eval()
+    return model, tokenizer, reward_stats(folder)
