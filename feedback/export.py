@@ -25,6 +25,8 @@ Rows that cannot make a sound example are left out and counted in the summary's 
 - demonstrations: `superseded` corrections (a newer one by the same user of the same answer exists in
   the window), `no_prompt` in the prompt style (a correction of a refusal has no rendered prompt; the
   messages style keeps it), `no_question` when the conversation does not end with a user turn.
+The preference and thumbs rules are `pair_problem` and `thumb_problem`; the trainer's datasets
+(trainer.data) apply the same ones.
 
 Filters: `since <= t < until` on when the feedback was given (a vote's current value, a comparison's
 choice, a correction), so a refresh can take "what arrived since the last one"; `model_version` on the
@@ -95,6 +97,33 @@ def filters(
     return clauses, params
 
 
+def pair_problem(left_prompt: str, right_prompt: str, left_answer: str, right_answer: str) -> str | None:
+    """Why two compared answers cannot make one example over one prompt (`prompt_mismatch`, `no_prompt`,
+    `empty_answer`; see the module docstring), or None when they can: `pair_prompt` is then their prompt."""
+    prompts = {p for p in (left_prompt, right_prompt) if p}
+    if len(prompts) != 1:
+        return "prompt_mismatch" if prompts else "no_prompt"
+    if not left_answer.strip() or not right_answer.strip():
+        return "empty_answer"
+    return None
+
+
+def pair_prompt(left_prompt: str, right_prompt: str) -> str:
+    """The prompt of a pair `pair_problem` accepted: the one both saw, or the non-refusal side's."""
+    return left_prompt or right_prompt
+
+
+def thumb_problem(value: str, prompt: str, answer: str) -> str | None:
+    """Why a current vote cannot make a thumbs example (`withdrawn`, `no_prompt`, `empty_answer`), or None."""
+    if value == "none":
+        return "withdrawn"
+    if not prompt:
+        return "no_prompt"
+    if not answer.strip():
+        return "empty_answer"
+    return None
+
+
 def _line(stream: TextIO, example: dict[str, Any]) -> None:
     stream.write(json.dumps(example, ensure_ascii=False) + "\n")
 
@@ -124,18 +153,17 @@ def export_preferences(
             if row["choice"] not in ("A", "B"):
                 skipped[row["choice"]] += 1
                 continue
-            prompts = {p for p in (row["left_prompt"], row["right_prompt"]) if p}
-            if len(prompts) != 1:
-                skipped["prompt_mismatch" if prompts else "no_prompt"] += 1
-                continue
-            if not row["left_answer"].strip() or not row["right_answer"].strip():
-                skipped["empty_answer"] += 1
+            problem = pair_problem(
+                row["left_prompt"], row["right_prompt"], row["left_answer"], row["right_answer"]
+            )
+            if problem is not None:
+                skipped[problem] += 1
                 continue
             chosen, rejected = ("left", "right") if row["choice"] == "A" else ("right", "left")
             _line(
                 stream,
                 {
-                    "prompt": prompts.pop(),
+                    "prompt": pair_prompt(row["left_prompt"], row["right_prompt"]),
                     "chosen": row[f"{chosen}_answer"],
                     "rejected": row[f"{rejected}_answer"],
                 },
@@ -163,12 +191,9 @@ def export_thumbs(
     written = 0
     with store.snapshot() as conn, open_destination(out) as (stream, path):
         for row in rows(conn, sql, params):
-            if row["value"] == "none":
-                skipped["withdrawn"] += 1
-            elif not row["prompt"]:
-                skipped["no_prompt"] += 1
-            elif not row["answer"].strip():
-                skipped["empty_answer"] += 1
+            problem = thumb_problem(row["value"], row["prompt"], row["answer"])
+            if problem is not None:
+                skipped[problem] += 1
             else:
                 _line(
                     stream,

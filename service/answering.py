@@ -2,7 +2,8 @@
 
 The API and the web UI both call `Answerer.answer`, an async iterator of `Delta` events (the text as it
 is generated) that ends with one `Answer` (the whole result, already stored). Retrieval and the store
-run in worker threads; generation runs in the engine's own thread.
+run in worker threads; generation runs in the engine's own thread. `retrieve` and `render_prompt` are
+module functions so the trainer (trainer.prompts) renders prompts exactly as the service does.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,25 +112,13 @@ class Answerer:
         max_tokens = request.max_tokens or self.settings.max_tokens_default
         answer_id = request.answer_id or uuid.uuid4().hex
         conversation_id = request.conversation_id or uuid.uuid4().hex
-        user_turns = [m["content"] for m in conversation if m["role"] == "user"]
-        query = retrieval_query(user_turns)[:4000]
 
         t0 = time.perf_counter()
-        result: SearchResult = await asyncio.to_thread(
-            self.retriever.search, query, self.settings.search_k, list(identity.groups)
-        )
+        groups = identity.groups
+        found = await asyncio.to_thread(retrieve, self.retriever, self.settings, conversation, groups)
         retrieval_ms = (time.perf_counter() - t0) * 1000
         self.metrics.retrieval_latency.observe(retrieval_ms / 1000)
-        passages = [
-            Passage(i, h.chunk_id, h.source, h.title, h.section, h.text)
-            for i, h in enumerate(result.hits[: self.settings.answer_passages], start=1)
-        ]
-        threshold = (
-            self.settings.refusal_threshold
-            if self.settings.refusal_threshold is not None
-            else self.retriever.calibration.threshold
-        )
-        refused = result.confidence < threshold or not passages
+        query, result, passages, refused = found.query, found.result, found.passages, found.refused
         params = SamplingParams(max_tokens, request.temperature, request.top_p, request.seed)
         generation = {"temperature": request.temperature, "top_p": request.top_p, "max_tokens": max_tokens,
                       "seed": request.seed}  # fmt: skip
@@ -216,19 +205,7 @@ class Answerer:
     def _prompt(
         self, engine: Generator, conversation: list[dict[str, str]], passages: list[Passage], max_tokens: int
     ) -> tuple[list[int], str]:
-        tokenizer = engine.tokenizer
-        budget = max(engine.context_window - max_tokens, 64)
-
-        def render(messages: list[dict[str, str]]) -> tuple[str, list[int]]:
-            text: str = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            return text, list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-        messages, _dropped = build_messages(conversation, passages, lambda m: len(render(m)[1]), budget)
-        text, ids = render(messages)
-        if len(ids) > budget:  # the question alone is longer than the context: keep its end
-            ids = ids[-budget:]
-            text = tokenizer.decode(ids)
-        return ids, text
+        return render_prompt(engine.tokenizer, engine.context_window, conversation, passages, max_tokens)
 
     async def _record(
         self,
@@ -266,6 +243,60 @@ class Answerer:
         )
         await asyncio.to_thread(self.store.record_answer, record)
         self.metrics.answers.labels(answer.model_version, "refused" if answer.refused else "answered").inc()
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What an answer is built from: the search query, its result, the passages put in the prompt, and
+    whether the service refuses instead of calling the model."""
+
+    query: str
+    result: SearchResult
+    passages: list[Passage]
+    refused: bool
+
+
+def retrieve(
+    retriever: Retriever, settings: Settings, conversation: list[dict[str, str]], groups: Sequence[str]
+) -> Retrieval:
+    """Search for a conversation (user/assistant turns ending with the question) as the caller in
+    `groups` may see it; the trainer calls this too, to render prompts the way the service does."""
+    user_turns = [m["content"] for m in conversation if m["role"] == "user"]
+    query = retrieval_query(user_turns)[:4000]
+    result = retriever.search(query, settings.search_k, list(groups))
+    passages = [
+        Passage(i, h.chunk_id, h.source, h.title, h.section, h.text)
+        for i, h in enumerate(result.hits[: settings.answer_passages], start=1)
+    ]
+    threshold = (
+        settings.refusal_threshold
+        if settings.refusal_threshold is not None
+        else retriever.calibration.threshold
+    )
+    return Retrieval(query, result, passages, result.confidence < threshold or not passages)
+
+
+def render_prompt(
+    tokenizer: Any,
+    context_window: int,
+    conversation: list[dict[str, str]],
+    passages: list[Passage],
+    max_tokens: int,
+) -> tuple[list[int], str]:
+    """The prompt the policy is fed, as token ids and text: `build_messages` within the context window
+    less `max_tokens`, through the tokenizer's chat template with the generation prompt."""
+    budget = max(context_window - max_tokens, 64)
+
+    def render(messages: list[dict[str, str]]) -> tuple[str, list[int]]:
+        text: str = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return text, list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    messages, _dropped = build_messages(conversation, passages, lambda m: len(render(m)[1]), budget)
+    text, ids = render(messages)
+    if len(ids) > budget:  # the question alone is longer than the context: keep its end
+        ids = ids[-budget:]
+        text = tokenizer.decode(ids)
+    return ids, text
 
 
 def _validate(messages: list[dict[str, str]]) -> list[dict[str, str]]:
