@@ -9,6 +9,7 @@ from feedback.cli import export_command
 from rag.cli import index_app
 from rag.cli import register as register_rag
 from service.serve_cli import serve_command
+from trainer.cli import eval_app, train_app, trainer_app
 
 app = typer.Typer(
     name="kbloop",
@@ -21,6 +22,9 @@ register_rag(app)
 app.add_typer(index_app, name="index")
 app.command("serve")(serve_command)
 app.command("export")(export_command)
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+app.add_typer(trainer_app, name="trainer")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -110,6 +110,7 @@ class RefreshConfig:
     algo: Literal["ppo", "dpo"] = _f("ppo", "Policy update: PPO against the reward model, or DPO on pairs.")
     sft_first: bool = _f(False, "Run SFT on new demonstrations before the policy update.")
     full_retrain: bool = _f(False, "Train the reward model from the policy base instead of warm-starting.")
+    replay_ratio: float = _f(1.0, "Old examples replayed per new one when the reward model warm-starts.")
     min_pairs: int = _f(20, "Fewest preference pairs + thumbs a refresh needs.")
     max_prompts: int = _f(100, "Most logged prompts used for PPO rollouts.")
     seed: int = _f(0, "Random seed for the whole pipeline.")

@@ -26,10 +26,17 @@ from trainer.tokens import Encoded, encode
 
 
 class Pair(Protocol):
-    prompt: str
-    chosen: str
-    rejected: str
-    weight: float
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def chosen(self) -> str: ...
+
+    @property
+    def rejected(self) -> str: ...
+
+    @property
+    def weight(self) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -34,17 +34,31 @@ log = logging.getLogger(__name__)
 
 
 class Pair(Protocol):
-    prompt: str
-    chosen: str
-    rejected: str
-    weight: float
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def chosen(self) -> str: ...
+
+    @property
+    def rejected(self) -> str: ...
+
+    @property
+    def weight(self) -> float: ...
 
 
 class Thumb(Protocol):
-    prompt: str
-    completion: str
-    label: bool
-    weight: float
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def completion(self) -> str: ...
+
+    @property
+    def label(self) -> bool: ...
+
+    @property
+    def weight(self) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,11 @@ from trainer.tokens import Encoded, encode
 
 
 class Example(Protocol):
-    prompt: str
-    completion: str
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def completion(self) -> str: ...
 
 
 def sft_loss(model: Any, examples: Sequence[Encoded], pad_id: int) -> tuple[torch.Tensor, dict[str, float]]:

@@ -1,0 +1,190 @@
+"""A whole refresh on a tiny model: feedback through the real API → reward model → PPO/DPO → evaluation →
+candidate; the worker's triggers, lock and failure path; the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from service.settings import Settings
+from service.versions import ModelDirectory
+from trainer.config import DPOConfig, PPOConfig, RefreshConfig, RewardConfig
+from trainer.errors import TrainerError
+from trainer.refresh import RefreshConfigs, refresh
+from trainer.worker import Busy, Worker, WorkerConfig, due, new_feedback, read_state, refresh_lock
+
+QUESTIONS = [
+    "How much does a parking permit cost per month?",
+    "Where do I get a parking permit?",
+    "How do I connect to the VPN?",
+    "The VPN drops every few minutes, what do I do?",
+    "What is the parking permit price?",
+    "Who do I call when the VPN fails?",
+]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, fixture_index: Path, tiny_base: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "var",
+        index_dir=fixture_index,
+        model=str(tiny_base),
+        device="cpu",
+        max_tokens_default=12,
+        refusal_threshold=0.0,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings, embedder: Any) -> Iterator[TestClient]:
+    from service.app import create_app
+
+    with TestClient(create_app(settings, embedder=embedder)) as client:
+        yield client
+
+
+def collect_feedback(client: TestClient, rounds: int = 2) -> int:
+    """Answers, thumbs and side-by-side choices through the API, as employees would give them."""
+    events = 0
+    for r in range(rounds):
+        for i, question in enumerate(QUESTIONS):
+            body = {"model": "champion", "messages": [{"role": "user", "content": question}], "max_tokens": 8}
+            answer = client.post("/v1/chat/completions", json={**body, "temperature": 1.0}).json()
+            answer_id = answer["kbloop"]["answer_id"]
+            vote = {
+                "value": "up" if (i + r) % 2 else "down",
+                "reasons": [] if (i + r) % 2 else ["incomplete"],
+            }
+            assert client.post(f"/api/answers/{answer_id}/vote", json=vote).status_code == 200
+            pair = client.post("/api/compare", json={"question": question, "max_tokens": 8})
+            assert pair.status_code == 200, pair.text
+            choice = client.post(f"/api/compare/{pair.json()['comparison_id']}/choice", json={"choice": "A"})
+            assert choice.status_code == 200, choice.text
+            events += 2
+    return events
+
+
+def small(algo: str = "ppo", **ppo: Any) -> RefreshConfigs:
+    common = {"device": "cpu", "batch_size": 4, "checkpoint_every": 1, "max_length": 256}
+    return RefreshConfigs(
+        refresh=RefreshConfig(algo=algo, min_pairs=4),  # type: ignore[arg-type]
+        reward=RewardConfig(epochs=1, **common),  # type: ignore[arg-type]
+        ppo=PPOConfig(
+            **{"iterations": 2, "rollout_batch": 4, "mini_batch": 2, "max_new_tokens": 6, **common, **ppo}
+        ),
+        dpo=DPOConfig(epochs=1, **common),  # type: ignore[arg-type]
+        eval_limit=3,
+        eval_max_new_tokens=6,
+    )
+
+
+def test_a_refresh_from_api_feedback_registers_a_candidate(
+    client: TestClient, settings: Settings, embedder: Any
+) -> None:
+    collect_feedback(client)
+    result = refresh(settings, small(), embedder=embedder)
+    assert result.status == "candidate" and result.candidate == "v0002"
+    models = ModelDirectory(settings.models_dir)
+    assert models.aliases()["champion"] == "v0001"  # never served by the refresh itself
+    assert models.aliases()["candidate"] == "v0002"
+    version = models.get("v0002")
+    assert version.parent == "v0001" and version.status == "candidate"
+    assert (settings.models_dir / "versions" / "v0002" / "adapter" / "adapter_config.json").exists()
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "succeeded" and manifest["parent"] == "v0001"
+    assert manifest["snapshot"]["tables"]["comparisons"]["rows"] == len(QUESTIONS) * 2
+    assert manifest["data"]["pairs"] + manifest["data"]["heldout_pairs"] > 0
+    assert manifest["git_commit"]
+    evaluation = manifest["report"]["evaluation"]
+    assert {"similarity", "citation_correct", "length_tokens"} <= set(evaluation["candidate"])
+    assert evaluation["champion"]["questions"] == 3 and len(evaluation["answers"]) == 3
+    ppo_metrics = [
+        json.loads(line) for line in (result.run_dir / "ppo" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [m["step"] for m in ppo_metrics] == [1, 2]
+    assert {"reward", "kl", "entropy", "clipfrac", "vf_loss", "approx_kl", "response_length"} <= set(
+        ppo_metrics[0]
+    )
+    # the served model can load the candidate: the service resolves and smoke-answers with it
+    answer = client.post(
+        "/v1/chat/completions",
+        json={"model": "candidate", "messages": [{"role": "user", "content": QUESTIONS[0]}], "max_tokens": 4},
+    )
+    assert answer.status_code == 200 and answer.json()["kbloop"]["model_version"] == "v0002"
+
+    # the next refresh warm-starts the reward model from this one
+    latest = json.loads((settings.data_dir / "reward" / "latest.json").read_text())
+    assert Path(latest["folder"]).is_dir()
+
+
+def test_dpo_refresh_and_too_little_feedback(client: TestClient, settings: Settings, embedder: Any) -> None:
+    configs = small("dpo")
+    configs.evaluate = False
+    with pytest.raises(TrainerError, match="not enough feedback"):
+        refresh(settings, configs, embedder=embedder)
+    assert ModelDirectory(settings.models_dir).aliases().get("candidate") is None
+    collect_feedback(client, rounds=1)
+    result = refresh(settings, configs, embedder=embedder)
+    assert result.status == "candidate"
+    assert (result.run_dir / "dpo" / "output" / "adapter_model.safetensors").exists()
+
+
+def test_a_kl_budget_breach_is_not_published(client: TestClient, settings: Settings, embedder: Any) -> None:
+    collect_feedback(client, rounds=1)
+    configs = small(kl_budget=-1.0)  # any KL exceeds a negative budget
+    configs.evaluate = False
+    result = refresh(settings, configs, embedder=embedder)
+    assert result.status == "refused" and result.candidate is None
+    assert "candidate" not in ModelDirectory(settings.models_dir).aliases()
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "refused" and "exceeds the budget" in manifest["error"]
+
+
+def test_worker_triggers_lock_and_failure(client: TestClient, settings: Settings) -> None:
+    cfg = WorkerConfig(min_feedback=10, interval_h=1.0, poll_s=0.1)
+    assert due({}, 0, cfg, 0.0) is None
+    assert due({}, 9, cfg, 0.0) is None
+    assert "10 new feedback" in (due({}, 10, cfg, 0.0) or "")
+    assert due({"last_finished_ts": 0.0}, 1, cfg, 3599.0) is None
+    assert "schedule" in (due({"last_finished_ts": 0.0}, 1, cfg, 3600.0) or "")
+
+    calls: list[int] = []
+
+    def broken(s: Settings, c: RefreshConfigs) -> Any:
+        calls.append(1)
+        raise RuntimeError("GPU fell off")
+
+    worker = Worker(settings, small(), cfg, refresh=broken)
+    assert worker.run_once() is None  # nothing collected yet
+    events = collect_feedback(client, rounds=1)
+    assert new_feedback(settings.database_path, None) == events
+    with refresh_lock(settings.data_dir), pytest.raises(Busy):  # one refresh at a time
+        worker.run_once()
+    assert calls == []
+    entry = worker.run_once()
+    assert entry is not None and entry["status"] == "failed" and "GPU fell off" in entry["error"]
+    assert read_state(settings.data_dir)["last"]["status"] == "failed"
+    models = ModelDirectory(settings.models_dir)
+    assert models.aliases() == {"champion": "v0001"}  # the served model is untouched
+
+
+def test_cli_help_lists_config_fields_and_rejects_bad_choices(tmp_path: Path) -> None:
+    from service.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["train", "ppo", "--help"], terminal_width=200)
+    assert out.exit_code == 0
+    for option in ("--kl-budget", "--target-kl", "--clip-range", "--rollout-batch", "--prompts-jsonl"):
+        assert option in out.output
+    bad = runner.invoke(app, ["train", "ppo", "--kl-estimator", "k9"])
+    assert bad.exit_code != 0 and "k1" in bad.output
+    missing = runner.invoke(
+        app, ["eval", "reward", "--model", str(tmp_path), "--pairs", str(tmp_path / "p.jsonl")]
+    )
+    assert missing.exit_code == 2 and "not a reward model folder" in missing.output

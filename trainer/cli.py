@@ -1,0 +1,481 @@
+"""`kbloop train sft|reward|ppo|dpo|refresh`, `kbloop eval reward`, `kbloop trainer run`.
+
+Every field of a training config (trainer/config.py) is an option with the field's help text, so the
+CLI and the configs cannot drift apart. Heavy imports happen inside the commands. Data comes from the
+feedback store under KBLOOP_DATA_DIR unless `--from-jsonl` names a TRL-format file. Each run writes to
+`--output` (default DATA_DIR/runs/<kind>-<time>); running the same command with the same `--output`
+resumes an interrupted run from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import sys
+import time
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from trainer.config import DPOConfig, PPOConfig, RefreshConfig, RewardConfig, SFTConfig, TrainConfig
+
+train_app = typer.Typer(help="Train the policy and the reward model from feedback.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
+trainer_app = typer.Typer(help="The background trainer.", no_args_is_help=True)
+
+FROM_JSONL = typer.Option(None, "--from-jsonl", help="Train on a TRL-format JSONL file instead of the store.")
+OUTPUT = typer.Option(
+    None, "--output", help="Run folder (default DATA_DIR/runs/<kind>-<time>); reuse to resume."
+)
+PARENT = typer.Option("champion", "--parent", help="Model version (or alias) to start from.")
+REGISTER = typer.Option(True, "--register/--no-register", help="Register the result as the `candidate`.")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg="red")
+    return typer.Exit(2)
+
+
+def config_options(config_type: type) -> list[inspect.Parameter]:
+    """One keyword-only typer option per dataclass field, with its help and default."""
+    hints = typing.get_type_hints(config_type)
+    params = []
+    for field in dataclasses.fields(config_type):
+        kind = hints[field.name]
+        help_text = str(field.metadata.get("help", ""))
+        if typing.get_origin(kind) is Literal:
+            choices = typing.get_args(kind)
+            help_text += f" One of: {', '.join(map(str, choices))}."
+            kind = str
+        params.append(
+            inspect.Parameter(
+                field.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=field.default,
+                annotation=Annotated[
+                    kind, typer.Option(help=help_text, rich_help_panel=config_type.__name__)
+                ],
+            )
+        )
+    return params
+
+
+def build_config(config_type: type, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(config_type)
+    for field in dataclasses.fields(config_type):
+        kind = hints[field.name]
+        if typing.get_origin(kind) is Literal and values[field.name] not in typing.get_args(kind):
+            choices = ", ".join(map(str, typing.get_args(kind)))
+            raise typer.BadParameter(f"--{field.name.replace('_', '-')} must be one of {choices}")
+    return config_type(**{f.name: values.pop(f.name) for f in dataclasses.fields(config_type)})
+
+
+def command_with_config(
+    app: typer.Typer, name: str, config_type: type, help: str
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register `fn(cfg, **own_options)` as a command whose options are its own plus the config's."""
+
+    def decorator(fn: Callable[..., None]) -> Callable[..., None]:
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(fn).parameters.values()
+        ]
+        own = [p for p in own if p.name != "cfg"]
+        hints = typing.get_type_hints(fn, include_extras=True)
+        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in own]
+
+        def command(**values: Any) -> None:
+            cfg = build_config(config_type, values)
+            fn(cfg, **values)
+
+        command.__signature__ = inspect.Signature([*own, *config_options(config_type)])  # type: ignore[attr-defined]
+        command.__name__ = fn.__name__
+        app.command(name, help=help)(command)
+        return fn
+
+    return decorator
+
+
+# -- shared helpers -----------------------------------------------------------------------------------
+
+
+def _settings() -> Any:
+    from service.settings import Settings
+
+    return Settings()
+
+
+def _run(output: Path | None, kind: str, cfg: Any) -> Any:
+    from trainer.runs import Run
+
+    settings = _settings()
+    root = output or settings.data_dir / "runs" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    typer.echo(f"run folder: {root}", err=True)
+    return Run.open(root, kind, cfg.to_json())
+
+
+def _parent(name: str) -> tuple[Any, Any, Path | None]:
+    """(model directory, version, adapter path) of the version to start from."""
+    from service.policy import base_model_path
+    from service.versions import ModelDirectory
+
+    settings = _settings()
+    models = ModelDirectory(settings.models_dir)
+    models.ensure_base(base_model_path(settings.model, settings.models_dir))
+    version = models.resolve(name)
+    return models, version, version.adapter_path(settings.models_dir)
+
+
+def _store_data(cfg: TrainConfig) -> Any:
+    from trainer.data import load_feedback
+
+    return load_feedback(_settings().database_path, per_user_cap=cfg.per_user_cap or None, seed=cfg.seed)
+
+
+def _register(models: Any, version: Any, run: Any, register: bool) -> None:
+    if not register:
+        return
+    from trainer.publish import publish_candidate
+
+    made = publish_candidate(
+        models,
+        base=version.base,
+        adapter=run.output,
+        parent=version.id,
+        run_dir=run.root,
+        report=run.manifest().get("metrics", {}),
+    )
+    typer.echo(f"registered {made.id} as the candidate (parent {version.id}); promote it after evaluation")
+
+
+def _guard(body: Callable[[], None]) -> None:
+    from trainer.errors import TrainerError
+
+    try:
+        body()
+    except TrainerError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; run the same command with the same --output to resume") from None
+
+
+def _print(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+# -- kbloop train ... -------------------------------------------------------------------------------
+
+
+@command_with_config(
+    train_app, "sft", SFTConfig, "Supervised fine-tuning (LoRA) on corrections and golden answers."
+)
+def sft_command(
+    cfg: SFTConfig,
+    from_jsonl: Path | None = FROM_JSONL,
+    output: Path | None = OUTPUT,
+    parent: str = PARENT,
+    register: bool = REGISTER,
+) -> None:
+    def body() -> None:
+        from trainer.data import read_jsonl_demonstrations, render_prompts
+        from trainer.models import load_tokenizer
+        from trainer.sft import train_sft
+
+        models, version, adapter = _parent(parent)
+        if from_jsonl is not None:
+            demos = render_prompts(read_jsonl_demonstrations(from_jsonl), load_tokenizer(version.base))
+        else:
+            demos = list(_store_data(cfg).demonstrations)
+            if cfg.golden:
+                from trainer.prompts import PromptRenderer, golden_demonstrations, load_golden
+
+                renderer = PromptRenderer.from_settings(_settings(), model=version.base)
+                golden, skipped = golden_demonstrations(renderer, load_golden(_golden_path()))
+                typer.echo(f"golden demonstrations: {len(golden)} (left out: {skipped})", err=True)
+                demos += golden
+        run = _run(output, "sft", cfg)
+        result = train_sft(base=version.base, parent_adapter=adapter, cfg=cfg, run=run, demonstrations=demos)
+        _print(result.metrics)
+        _register(models, version, run, register)
+
+    _guard(body)
+
+
+@command_with_config(
+    train_app, "reward", RewardConfig, "Reward model: Bradley–Terry on pairs + BCE on thumbs."
+)
+def reward_command(
+    cfg: RewardConfig,
+    from_jsonl: Path | None = FROM_JSONL,
+    output: Path | None = OUTPUT,
+    parent: str = PARENT,
+) -> None:
+    def body() -> None:
+        from trainer.data import detect_jsonl_kind, read_jsonl_preferences, read_jsonl_thumbs, split_by_prompt
+        from trainer.reward import train_reward
+
+        _, version, _ = _parent(parent)
+        pairs: list[Any] = []
+        thumbs: list[Any] = []
+        if from_jsonl is not None:
+            kind = detect_jsonl_kind(from_jsonl)
+            if kind == "preferences":
+                pairs = read_jsonl_preferences(from_jsonl)
+            elif kind == "thumbs":
+                thumbs = read_jsonl_thumbs(from_jsonl)
+            else:
+                raise _fail(f"{from_jsonl} holds {kind} rows; the reward model needs preferences or thumbs")
+        else:
+            data = _store_data(cfg)
+            pairs, thumbs = list(data.pairs), list(data.thumbs)
+        train_pairs, heldout_pairs = split_by_prompt(pairs, cfg.heldout_fraction, cfg.seed)
+        train_thumbs, heldout_thumbs = split_by_prompt(thumbs, cfg.heldout_fraction, cfg.seed)
+        run = _run(output, "reward", cfg)
+        result = train_reward(
+            base=version.base,
+            cfg=cfg,
+            run=run,
+            pairs=train_pairs,
+            thumbs=train_thumbs,
+            heldout_pairs=heldout_pairs,
+            heldout_thumbs=heldout_thumbs,
+        )
+        _print(
+            {
+                "folder": str(result.folder),
+                "heldout": result.heldout,
+                "train": result.train,
+                "reward_stats": result.stats,
+            }
+        )
+
+    _guard(body)
+
+
+@command_with_config(train_app, "dpo", DPOConfig, "DPO on preference pairs, against the parent as reference.")
+def dpo_command(
+    cfg: DPOConfig,
+    from_jsonl: Path | None = FROM_JSONL,
+    output: Path | None = OUTPUT,
+    parent: str = PARENT,
+    register: bool = REGISTER,
+) -> None:
+    def body() -> None:
+        from trainer.data import read_jsonl_preferences, render_prompts, split_by_prompt
+        from trainer.dpo import train_dpo
+        from trainer.models import load_tokenizer
+
+        models, version, adapter = _parent(parent)
+        if from_jsonl is not None:
+            pairs = render_prompts(read_jsonl_preferences(from_jsonl), load_tokenizer(version.base))
+        else:
+            pairs = list(_store_data(cfg).pairs)
+        train, heldout = split_by_prompt(pairs, cfg.heldout_fraction, cfg.seed)
+        run = _run(output, "dpo", cfg)
+        result = train_dpo(
+            base=version.base, parent_adapter=adapter, cfg=cfg, run=run, pairs=train, heldout=heldout
+        )
+        _print(result.metrics)
+        _register(models, version, run, register)
+
+    _guard(body)
+
+
+@command_with_config(train_app, "ppo", PPOConfig, "PPO against a reward model, KL-anchored to the parent.")
+def ppo_command(
+    cfg: PPOConfig,
+    prompts_jsonl: Annotated[
+        Path | None,
+        typer.Option("--prompts-jsonl", help="JSONL with a `prompt` per line (default: logged prompts)."),
+    ] = None,
+    output: Path | None = OUTPUT,
+    parent: str = PARENT,
+    register: bool = REGISTER,
+) -> None:
+    def body() -> None:
+        from trainer.errors import TrainerError
+        from trainer.ppo import PPOTrainer, reward_model_scorer
+        from trainer.refresh import latest_reward
+
+        settings = _settings()
+        models, version, adapter = _parent(parent)
+        reward_folder = cfg.reward_model or (latest_reward(settings.data_dir) or {}).get("folder")
+        if not reward_folder:
+            raise TrainerError("no reward model: train one with `kbloop train reward` or pass --reward-model")
+        prompts = _ppo_prompts(prompts_jsonl, version.base)
+        run = _run(output, "ppo", cfg)
+        scorer = reward_model_scorer(Path(reward_folder), cfg.device, cfg.max_length)
+        result = PPOTrainer(base=version.base, parent_adapter=adapter, reward=scorer, cfg=cfg, run=run).train(
+            prompts
+        )
+        _print(result.metrics)
+        if result.published:
+            _register(models, version, run, register)
+        else:
+            raise _fail(str(result.metrics.get("refused")))
+
+    _guard(body)
+
+
+def _ppo_prompts(prompts_jsonl: Path | None, base: str) -> list[str]:
+    from feedback.store import Store
+    from trainer.data import jsonl_rows
+    from trainer.errors import DataError
+    from trainer.prompts import PromptRenderer, golden_prompts, load_golden, logged_prompts
+
+    if prompts_jsonl is not None:
+        prompts = []
+        for at, row in jsonl_rows(prompts_jsonl):
+            if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+                raise DataError(f"{at}: each line needs a non-empty 'prompt' string")
+            prompts.append(row["prompt"])
+        return prompts
+    settings = _settings()
+    if settings.database_path.exists():
+        with Store(settings.database_path) as store:
+            logged = [p.prompt for p in logged_prompts(store, limit=100)]
+        if logged:
+            return logged
+    renderer = PromptRenderer.from_settings(settings, model=base)
+    typer.echo("no logged prompts yet: using the golden questions", err=True)
+    return [p.rendered.prompt for p in golden_prompts(renderer, load_golden(_golden_path()))]
+
+
+@command_with_config(
+    train_app, "refresh", RefreshConfig, "The configured pipeline from the store → a candidate."
+)
+def refresh_command(
+    cfg: RefreshConfig,
+    output: Path | None = OUTPUT,
+    evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Golden-set report.")] = True,
+    eval_limit: Annotated[int, typer.Option(help="Golden questions evaluated (0 = all).")] = 0,
+    ppo_iterations: Annotated[int, typer.Option(help="PPO rollout + update rounds.")] = PPOConfig.iterations,
+    reward_epochs: Annotated[int, typer.Option(help="Reward model epochs.")] = RewardConfig.epochs,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    def body() -> None:
+        from trainer.refresh import RefreshConfigs, refresh
+
+        configs = RefreshConfigs(
+            refresh=cfg,
+            reward=RewardConfig(epochs=reward_epochs, seed=cfg.seed, device=device),  # type: ignore[arg-type]
+            ppo=PPOConfig(iterations=ppo_iterations, seed=cfg.seed, device=device),  # type: ignore[arg-type]
+            dpo=DPOConfig(seed=cfg.seed, device=device),  # type: ignore[arg-type]
+            sft=SFTConfig(seed=cfg.seed, device=device),  # type: ignore[arg-type]
+            evaluate=evaluate,
+            eval_limit=eval_limit,
+        )
+        result = refresh(_settings(), configs, output)
+        _print(
+            {
+                "status": result.status,
+                "candidate": result.candidate,
+                "run": str(result.run_dir),
+                "report": {k: v for k, v in result.report.items() if k != "evaluation"}
+                | {
+                    "evaluation": {
+                        k: v for k, v in result.report.get("evaluation", {}).items() if k != "answers"
+                    }
+                },
+            }
+        )
+
+    _guard(body)
+
+
+# -- kbloop eval reward -----------------------------------------------------------------------------
+
+
+@eval_app.command("reward")
+def eval_reward_command(
+    model: Annotated[Path, typer.Option("--model", help="Reward model folder (a run's output).")],
+    pairs: Annotated[
+        Path, typer.Option("--pairs", help="JSONL preference pairs (prompt, chosen, rejected).")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    max_length: Annotated[int, typer.Option(help="Longest prompt + response in tokens.")] = 512,
+) -> None:
+    """Pairwise accuracy (and calibration) of a reward model on preference pairs."""
+
+    def body() -> None:
+        from trainer.data import read_jsonl_preferences, render_prompts
+        from trainer.errors import TrainerError
+        from trainer.models import REWARD_META
+        from trainer.reward import evaluate, load_for_scoring
+
+        if not (model / REWARD_META).exists():
+            raise TrainerError(
+                f"{model} is not a reward model folder (no {REWARD_META}); pass a run's output"
+            )
+        rows = read_jsonl_preferences(pairs)
+        scorer, tokenizer, _ = load_for_scoring(model, device)
+        report = evaluate(scorer, tokenizer, render_prompts(rows, tokenizer), max_length=max_length)
+        if as_json:
+            _print(report)
+        else:
+            typer.echo(
+                f"pairwise accuracy {report['pair_accuracy']:.3f} on {int(report['pairs'])} pairs "
+                f"(ECE {report['ece']:.3f}, Brier {report['brier']:.3f})"
+            )
+
+    _guard(body)
+
+
+# -- kbloop trainer run -----------------------------------------------------------------------------
+
+
+@trainer_app.command("run")
+def trainer_run_command(
+    once: Annotated[bool, typer.Option("--once", help="Check once (refresh if due) and exit.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Refresh now, whatever the triggers say.")] = False,
+    min_feedback: Annotated[int, typer.Option(help="New feedback events that trigger a refresh.")] = 50,
+    interval_h: Annotated[
+        float, typer.Option(help="Refresh at least this often when feedback arrived (0 = off).")
+    ] = 24.0,
+    poll_s: Annotated[float, typer.Option(help="Seconds between checks.")] = 60.0,
+    algo: Annotated[str, typer.Option(help="ppo or dpo.")] = "ppo",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Watch the feedback store; refresh when enough new feedback arrived or on a schedule."""
+    import logging
+
+    from trainer.errors import TrainerError
+    from trainer.refresh import RefreshConfigs
+    from trainer.worker import Busy, Worker, WorkerConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if algo not in ("ppo", "dpo"):
+        raise typer.BadParameter("--algo must be ppo or dpo")
+    configs = RefreshConfigs(
+        refresh=RefreshConfig(algo=algo),  # type: ignore[arg-type]
+        reward=RewardConfig(device=device),  # type: ignore[arg-type]
+        ppo=PPOConfig(device=device),  # type: ignore[arg-type]
+        dpo=DPOConfig(device=device),  # type: ignore[arg-type]
+    )
+    worker = Worker(_settings(), configs, WorkerConfig(min_feedback, interval_h, poll_s))
+    if once or force:
+        try:
+            entry = worker.run_once(force=force)
+        except (Busy, TrainerError) as exc:
+            raise _fail(str(exc)) from None
+        _print(entry or {"status": "idle", "reason": "no refresh due"})
+        if entry and entry.get("status") == "failed":
+            raise typer.Exit(1)
+        return
+    typer.echo(f"trainer watching {worker.settings.database_path} (Ctrl-C to stop)", err=True)
+    try:
+        worker.run_forever()
+    except KeyboardInterrupt:
+        worker.stop.set()
+
+
+def _golden_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "examples" / "acme-handbook" / "golden.jsonl"
+
+
+def main() -> None:  # pragma: no cover
+    train_app(sys.argv[1:])

@@ -1,0 +1,353 @@
+"""One refresh from the feedback store: reward model update → PPO (or DPO) → evaluation → candidate.
+
+    DATA_DIR/runs/refresh-<time>/      manifest.json (parent version, data snapshot, configs, metrics,
+                                       evaluation report, candidate), and one sub-run folder per phase:
+        reward/  sft/  ppo/ | dpo/     each a trainer.runs.Run (resumable, output published atomically)
+    DATA_DIR/reward/latest.json        the reward model the next refresh warm-starts from
+
+The data snapshot is taken once and recorded; a resumed refresh (same folder) reads exactly the same
+rows (`as_of`), and each phase resumes from its own checkpoint or reuses its finished output. The
+reward model warm-starts from the previous one and trains on the feedback that arrived since its
+snapshot plus a replay sample of older data; `full_retrain` starts from the policy base on everything.
+The result is registered as the `candidate` (never served before an operator promotes it); a failed or
+refused run leaves every alias as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from trainer.config import DPOConfig, PPOConfig, RefreshConfig, RewardConfig, SFTConfig
+from trainer.errors import TrainerError
+from trainer.runs import Run, now, write_json
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+    from trainer.data import FeedbackData
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    run_dir: Path
+    status: str  # "candidate" | "refused"
+    candidate: str | None
+    report: dict[str, Any]
+
+
+@dataclass
+class RefreshConfigs:
+    refresh: RefreshConfig = dataclasses.field(default_factory=RefreshConfig)
+    reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    dpo: DPOConfig = dataclasses.field(default_factory=DPOConfig)
+    sft: SFTConfig = dataclasses.field(default_factory=SFTConfig)
+    evaluate: bool = True
+    eval_limit: int = 0  # golden questions evaluated (0 = all)
+    eval_max_new_tokens: int = 96
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def latest_reward(data_dir: Path) -> dict[str, Any] | None:
+    path = data_dir / "reward" / "latest.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if Path(data.get("folder", "")).is_dir() else None
+
+
+def replay(new: Sequence[T], old: Sequence[T], ratio: float, seed: int) -> list[T]:
+    """All new examples plus a seeded sample of old ones, `ratio` × as many as the new (at most all)."""
+    keep = min(len(old), round(ratio * max(len(new), 1)))
+    return [*new, *random.Random(seed).sample(list(old), keep)]
+
+
+def _phase(root: Path, kind: str, config: dict[str, Any], body: Callable[[Run], T]) -> tuple[Run, T | None]:
+    """Run a phase in its sub-run folder; a phase that already finished there is not run again."""
+    run = Run(root)
+    if run.manifest().get("status") == "succeeded":
+        return run, None
+    run = Run.open(root, kind, config)
+    try:
+        return run, body(run)
+    except BaseException as exc:
+        run.fail(exc)
+        raise
+
+
+def refresh(
+    settings: Settings,
+    configs: RefreshConfigs,
+    run_dir: Path | None = None,
+    embedder: Any = None,
+) -> RefreshResult:
+    """The configured pipeline on the store under `settings.data_dir`."""
+    from service.policy import base_model_path
+    from service.versions import ModelDirectory
+
+    cfg = configs.refresh
+    run_dir = run_dir or settings.data_dir / "runs" / f"refresh-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = Run.open(run_dir, "refresh", configs.to_json())
+    try:
+        models = ModelDirectory(settings.models_dir)
+        models.ensure_base(base_model_path(settings.model, settings.models_dir))
+        champion = models.resolve("champion")
+        adapter = champion.adapter_path(settings.models_dir)
+        run.update(parent=champion.id, base=champion.base)
+        data, snapshot = _data(settings, configs, run)
+        timings: dict[str, float] = {}
+
+        started = time.perf_counter()
+        reward_folder = _reward_phase(settings, configs, run, data)
+        timings["reward"] = time.perf_counter() - started
+
+        if cfg.sft_first and data["demonstrations"]:
+            started = time.perf_counter()
+            from trainer.sft import train_sft
+
+            sft_run, _ = _phase(
+                run.root / "sft",
+                "sft",
+                configs.sft.to_json(),
+                lambda r: train_sft(
+                    base=champion.base,
+                    parent_adapter=adapter,
+                    cfg=configs.sft,
+                    run=r,
+                    demonstrations=data["demonstrations"],
+                ),
+            )
+            adapter = sft_run.output
+            timings["sft"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        if cfg.algo == "dpo":
+            from trainer.dpo import train_dpo
+
+            phase_run, _ = _phase(
+                run.root / "dpo",
+                "dpo",
+                configs.dpo.to_json(),
+                lambda r: train_dpo(
+                    base=champion.base,
+                    parent_adapter=adapter,
+                    cfg=configs.dpo,
+                    run=r,
+                    pairs=data["pairs"],
+                    heldout=data["heldout_pairs"],
+                ),
+            )
+            publishable, policy_metrics = True, phase_run.manifest().get("metrics", {})
+        else:
+            phase_run, publishable, policy_metrics = _ppo_phase(
+                settings, configs, run, data, champion.base, adapter, reward_folder, snapshot
+            )
+        timings[cfg.algo] = time.perf_counter() - started
+
+        report: dict[str, Any] = {"policy": policy_metrics, "timings_s": timings}
+        if configs.evaluate:
+            started = time.perf_counter()
+            report["evaluation"] = _evaluate(
+                settings, configs, champion, phase_run.output, reward_folder, embedder
+            )
+            timings["evaluation"] = time.perf_counter() - started
+        if not publishable:
+            run.update(
+                status="refused",
+                finished=now(),
+                report=report,
+                error=policy_metrics.get("refused", "not publishable"),
+            )
+            return RefreshResult(run.root, "refused", None, report)
+        version = _publish(models, champion, phase_run, run, report)
+        run.succeed(report=report, candidate=version)
+        return RefreshResult(run.root, "candidate", version, report)
+    except BaseException as exc:
+        run.fail(exc)
+        raise
+
+
+def _data(settings: Settings, configs: RefreshConfigs, run: Run) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Examples from one recorded snapshot (the same one again when the run resumes)."""
+    from feedback.store import Store
+    from trainer.data import Snapshot, load_feedback, split_by_prompt
+
+    cfg, reward_cfg = configs.refresh, configs.reward
+    recorded = run.manifest().get("snapshot")
+    as_of = Snapshot.from_json(recorded) if recorded else None
+    cap = reward_cfg.per_user_cap or None
+    with Store(settings.database_path) as store:
+        everything = load_feedback(store, per_user_cap=cap, seed=cfg.seed, as_of=as_of)
+        previous = None if cfg.full_retrain else latest_reward(settings.data_dir)
+        since = previous["snapshot"]["taken_at"] if previous else None
+        fresh: FeedbackData | None = None
+        if since is not None:
+            fresh = load_feedback(
+                store, since=since, until=everything.snapshot.taken_at, per_user_cap=cap, seed=cfg.seed
+            )
+    snapshot = everything.snapshot.to_json()
+    if not recorded:
+        run.update(snapshot=snapshot, data_report=everything.report, skipped=everything.skipped)
+    pairs, thumbs = list(everything.pairs), list(everything.thumbs)
+    if fresh is not None:  # warm start: what arrived since the last reward model, plus a replay sample
+        new_keys = {(p.prompt_id, p.chosen, p.rejected) for p in fresh.pairs}
+        old_pairs = [p for p in pairs if (p.prompt_id, p.chosen, p.rejected) not in new_keys]
+        new_thumb_keys = {(t.prompt_id, t.completion, t.label) for t in fresh.thumbs}
+        old_thumbs = [t for t in thumbs if (t.prompt_id, t.completion, t.label) not in new_thumb_keys]
+        pairs = replay(list(fresh.pairs), old_pairs, cfg.replay_ratio, cfg.seed)
+        thumbs = replay(list(fresh.thumbs), old_thumbs, cfg.replay_ratio, cfg.seed)
+    if len(pairs) + len(thumbs) < cfg.min_pairs:
+        raise TrainerError(
+            f"not enough feedback for a refresh: {len(pairs)} pairs + {len(thumbs)} thumbs "
+            f"< min_pairs={cfg.min_pairs}; collect more votes or lower --min-pairs"
+        )
+    train_pairs, heldout_pairs = split_by_prompt(pairs, reward_cfg.heldout_fraction, cfg.seed)
+    train_thumbs, heldout_thumbs = split_by_prompt(thumbs, reward_cfg.heldout_fraction, cfg.seed)
+    data = {
+        "pairs": train_pairs,
+        "heldout_pairs": heldout_pairs,
+        "thumbs": train_thumbs,
+        "heldout_thumbs": heldout_thumbs,
+        "demonstrations": list(everything.demonstrations),
+        "warm_start": previous["folder"] if previous else None,
+    }
+    run.update(data={k: (len(v) if isinstance(v, list) else v) for k, v in data.items()})
+    return data, snapshot
+
+
+def _reward_phase(settings: Settings, configs: RefreshConfigs, run: Run, data: dict[str, Any]) -> Path:
+    from trainer.reward import train_reward
+
+    champion_base = run.manifest()["base"]
+    reward_cfg = dataclasses.replace(
+        configs.reward, warm_start=data["warm_start"] or configs.reward.warm_start
+    )
+    reward_run, _ = _phase(
+        run.root / "reward",
+        "reward",
+        reward_cfg.to_json(),
+        lambda r: train_reward(
+            base=champion_base,
+            cfg=reward_cfg,
+            run=r,
+            pairs=data["pairs"],
+            thumbs=data["thumbs"],
+            heldout_pairs=data["heldout_pairs"],
+            heldout_thumbs=data["heldout_thumbs"],
+        ),
+    )
+    latest = settings.data_dir / "reward" / "latest.json"
+    latest.parent.mkdir(parents=True, exist_ok=True)
+    write_json(
+        latest,
+        {
+            "folder": str(reward_run.output),
+            "snapshot": run.manifest()["snapshot"],
+            "run": str(run.root),
+            "metrics": reward_run.manifest().get("metrics", {}),
+        },
+    )
+    return reward_run.output
+
+
+def _ppo_phase(
+    settings: Settings,
+    configs: RefreshConfigs,
+    run: Run,
+    data: dict[str, Any],
+    base: str,
+    adapter: Path | None,
+    reward_folder: Path,
+    snapshot: dict[str, Any],
+) -> tuple[Run, bool, dict[str, Any]]:
+    from feedback.store import Store
+    from trainer.ppo import PPOTrainer, reward_model_scorer
+    from trainer.prompts import logged_prompts
+
+    cfg = configs.ppo
+    with Store(settings.database_path) as store:
+        logged = logged_prompts(
+            store, until=snapshot["taken_at"], limit=configs.refresh.max_prompts, seed=configs.refresh.seed
+        )
+    prompts = [p.prompt for p in logged]
+    if not prompts:  # no logged answers yet: the prompts the pairs were about
+        prompts = sorted({p.prompt for p in data["pairs"]} | {t.prompt for t in data["thumbs"]})
+    run.update(ppo_prompts=len(prompts))
+
+    def body(r: Run) -> Any:
+        scorer = reward_model_scorer(reward_folder, cfg.device, configs.reward.max_length)
+        return PPOTrainer(base=base, parent_adapter=adapter, reward=scorer, cfg=cfg, run=r).train(prompts)
+
+    phase_run, _ = _phase(run.root / "ppo", "ppo", cfg.to_json(), body)
+    manifest = phase_run.manifest()
+    return phase_run, bool(manifest.get("publishable", True)), manifest.get("metrics", {})
+
+
+def _evaluate(
+    settings: Settings,
+    configs: RefreshConfigs,
+    champion: Any,
+    candidate_adapter: Path,
+    reward_folder: Path,
+    embedder: Any,
+) -> dict[str, Any]:
+    """Candidate and champion on the same golden prompts, side by side."""
+    from trainer.evaluation import compare_reports, evaluate_policy
+    from trainer.ppo import reward_model_scorer
+    from trainer.prompts import PromptRenderer, golden_prompts, load_golden
+
+    golden_path = Path(__file__).resolve().parent.parent / "examples" / "acme-handbook" / "golden.jsonl"
+    items = load_golden(golden_path)
+    if configs.eval_limit:
+        items = items[: configs.eval_limit]
+    renderer = PromptRenderer.from_settings(settings, model=champion.base, embedder=embedder)
+    prompts = golden_prompts(renderer, items, include_refused=True)
+    embed = renderer.retriever.embedder.encode
+    scorer = reward_model_scorer(reward_folder, configs.ppo.device, configs.reward.max_length).score
+
+    def run(adapter: Path | None) -> Any:
+        return evaluate_policy(
+            champion.base,
+            adapter,
+            prompts,
+            embed,
+            reward=scorer,
+            max_new_tokens=configs.eval_max_new_tokens,
+            device=configs.ppo.device,
+        )
+
+    champion_report = run(champion.adapter_path(settings.models_dir))
+    candidate_report = run(candidate_adapter)
+    comparison = compare_reports(candidate_report, champion_report)
+    comparison["answers"] = [
+        {"id": c.id, "question": c.question, "champion": h.answer, "candidate": c.answer}
+        for c, h in zip(candidate_report.questions, champion_report.questions, strict=True)
+    ]
+    return comparison
+
+
+def _publish(models: Any, champion: Any, phase_run: Run, run: Run, report: dict[str, Any]) -> str:
+    from trainer.publish import publish_candidate
+
+    version = publish_candidate(
+        models,
+        base=champion.base,
+        adapter=phase_run.output,
+        parent=champion.id,
+        run_dir=run.root,
+        report=report,
+    )
+    return version.id
