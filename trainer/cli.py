@@ -35,6 +35,13 @@ PARENT = typer.Option("champion", "--parent", help="Model version (or alias) to 
 REGISTER = typer.Option(True, "--register/--no-register", help="Register the result as the `candidate`.")
 
 
+def _is_main() -> bool:
+    """False in the secondary processes of `accelerate launch`/torchrun: they train, the main one reports."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg="red")
     return typer.Exit(2)
@@ -198,6 +205,8 @@ def sft_command(
                 demos += golden
         run = _run(output, "sft", cfg)
         result = train_sft(base=version.base, parent_adapter=adapter, cfg=cfg, run=run, demonstrations=demos)
+        if not _is_main():
+            return
         _print(result.metrics)
         _register(models, version, run, register)
 
@@ -243,6 +252,8 @@ def reward_command(
             heldout_pairs=heldout_pairs,
             heldout_thumbs=heldout_thumbs,
         )
+        if not _is_main():
+            return
         _print(
             {
                 "folder": str(result.folder),
@@ -278,6 +289,8 @@ def dpo_command(
         result = train_dpo(
             base=version.base, parent_adapter=adapter, cfg=cfg, run=run, pairs=train, heldout=heldout
         )
+        if not _is_main():
+            return
         _print(result.metrics)
         _register(models, version, run, register)
 
@@ -311,6 +324,8 @@ def ppo_command(
         result = PPOTrainer(base=version.base, parent_adapter=adapter, reward=scorer, cfg=cfg, run=run).train(
             prompts
         )
+        if not _is_main():
+            return
         _print(result.metrics)
         if result.published:
             _register(models, version, run, register)

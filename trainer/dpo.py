@@ -119,7 +119,10 @@ def train_dpo(
         accelerator=accelerator,
         desc="DPO",
     )
+    accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
+    if not accelerator.is_main_process:  # the main process evaluates and publishes
+        return DPOResult(run.output, {})
     model.eval()
     evaluation: dict[str, float] = {}
     if heldout_items:

@@ -129,6 +129,16 @@ def labels_for(ids: torch.Tensor, keep: int) -> torch.Tensor:
     return ids[:, ids.shape[1] - keep + 1 :]  # (batch, keep-1): the tokens the window's logits predict
 
 
+def pick_prompts(prompts: Sequence[str], n: int, seed: int) -> list[str]:
+    """`n` prompts in a seeded random order; with fewer than `n` prompts, each is used again (in a new
+    order) until the batch is full, so the rollout batch always has `n` samples."""
+    generator = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    while len(order) < n:
+        order += torch.randperm(len(prompts), generator=generator).tolist()
+    return [prompts[i] for i in order[:n]]
+
+
 @dataclass(frozen=True)
 class PPOResult:
     adapter: Path
@@ -326,8 +336,9 @@ class PPOTrainer:
         )
         last: dict[str, float] = {}
         for iteration in range(start, cfg.iterations):
-            picker = torch.Generator().manual_seed(cfg.seed * 104729 + iteration)
-            chosen = [prompts[i] for i in torch.randperm(len(prompts), generator=picker)[: cfg.rollout_batch]]
+            chosen = pick_prompts(prompts, cfg.rollout_batch, cfg.seed * 104729 + iteration)
+            # with several processes each samples its own share of the batch
+            chosen = chosen[self.accelerator.process_index :: self.accelerator.num_processes] or chosen[:1]
             t0 = time.perf_counter()
             encoded, texts = self.generate(chosen)
             t1 = time.perf_counter()
@@ -352,7 +363,7 @@ class PPOTrainer:
                 "seconds_scoring": t2 - t1,
                 "seconds_update": t3 - t2,
             }
-            self.kl_ctl.update(kl_per_response, cfg.rollout_batch)
+            self.kl_ctl.update(kl_per_response, len(chosen))
             if self.accelerator.is_main_process:
                 self.run.log(iteration + 1, last)
                 if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
@@ -360,6 +371,9 @@ class PPOTrainer:
             bar.update(1)
             bar.set_postfix(reward=f"{last['reward']:.3g}", kl=f"{kl_per_response:.3g}")
         bar.close()
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:  # the main process publishes
+            return PPOResult(self.run.output, {}, False)
         return self.finish(history, last)
 
     def finish(self, history: dict[str, Any], last: dict[str, float]) -> PPOResult:

@@ -248,7 +248,10 @@ def train_reward(
         accelerator=accelerator,
         desc="reward model",
     )
+    accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
+    if not accelerator.is_main_process:  # the main process evaluates and publishes
+        return RewardResult(run.output, {}, {}, {}, fitted.examples_per_s)
     responses = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
     responses += [(t.prompt, t.completion) for t in thumbs]
     raw = score(

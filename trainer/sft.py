@@ -68,7 +68,10 @@ def train_sft(
         accelerator=accelerator,
         desc="SFT",
     )
+    accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
+    if not accelerator.is_main_process:  # the main process evaluates and publishes
+        return SFTResult(run.output, {})
     with run.publishing() as staging:
         save_policy_adapter(model, staging)
     result = {
