@@ -8,6 +8,7 @@ import typer
 from feedback.cli import export_command
 from rag.cli import index_app
 from rag.cli import register as register_rag
+from registry.cli import models_app
 from service.serve_cli import serve_command
 from trainer.cli import eval_app, train_app, trainer_app
 
@@ -25,6 +26,7 @@ app.command("export")(export_command)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(trainer_app, name="trainer")
+app.add_typer(models_app, name="models")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.config import ChunkingConfig, RagConfig
+
+if TYPE_CHECKING:
+    from registry.gate import GateThresholds
 
 
 class Settings(BaseSettings):
@@ -60,6 +63,36 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)."
     )
+
+    # the evaluation gate a candidate must pass before promotion (an operator may override, audited)
+    gate_max_similarity_drop: float = Field(
+        0.02, ge=0, le=1, description="Largest drop of golden-set answer similarity vs the champion."
+    )
+    gate_max_citation_drop: float = Field(
+        0.05, ge=0, le=1, description="Largest drop of the share of answers citing the golden source."
+    )
+    gate_max_refusal_drop: float = Field(
+        0.10, ge=0, le=1, description="Largest drop of refusals on unanswerable golden questions."
+    )
+    gate_min_reward_win_rate: float = Field(
+        0.5, ge=0, le=1, description="Reward model must prefer the candidate on at least this share."
+    )
+    gate_max_kl: float = Field(12.0, ge=0, description="Largest KL to the champion per response.")
+    gate_max_length_drift: float = Field(
+        0.5, ge=0, description="Largest relative change of the mean answer length vs the champion."
+    )
+
+    def gate_thresholds(self) -> GateThresholds:
+        from registry.gate import GateThresholds
+
+        return GateThresholds(
+            max_similarity_drop=self.gate_max_similarity_drop,
+            max_citation_drop=self.gate_max_citation_drop,
+            max_refusal_drop=self.gate_max_refusal_drop,
+            min_reward_win_rate=self.gate_min_reward_win_rate,
+            max_kl=self.gate_max_kl,
+            max_length_drift=self.gate_max_length_drift,
+        )
 
     @property
     def resolved_index_dir(self) -> Path:

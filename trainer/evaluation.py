@@ -203,6 +203,7 @@ def evaluate_policy(
 def compare_reports(candidate: PolicyReport, champion: PolicyReport) -> dict[str, Any]:
     """Candidate vs champion: the deltas, length drift and the reward-hacking check (reward up while
     golden similarity goes down means the policy learned to please the reward model, not the users)."""
+    from registry.gate import reward_win_rate
     from trainer.metrics import length_drift
 
     drift = length_drift(
@@ -221,6 +222,9 @@ def compare_reports(candidate: PolicyReport, champion: PolicyReport) -> dict[str
         "delta_similarity": delta_sim,
         "delta_reward": delta_reward,
         "length_drift": drift,
+        "reward_win_rate": reward_win_rate(
+            [r.reward for r in candidate.questions], [r.reward for r in champion.questions]
+        ),
         "reward_hacking_suspected": bool(delta_reward is not None and delta_reward > 0 and delta_sim < -0.02),
     }
 

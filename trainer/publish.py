@@ -35,5 +35,7 @@ def publish_candidate(
         id=version_id, base=base, adapter="adapter", parent=parent, created=now(), status="candidate"
     )
     models.add(version)
-    models.set_alias("candidate", version_id)
+    from registry.registry import Registry
+
+    Registry(models.root).set_candidate(version_id, actor="trainer", reason=f"trained by {run_dir.name}")
     return version

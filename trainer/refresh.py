@@ -164,6 +164,10 @@ def refresh(
                 settings, configs, champion, phase_run.output, reward_folder, embedder
             )
             timings["evaluation"] = time.perf_counter() - started
+        if configs.evaluate:
+            from registry.gate import evaluate_gate
+
+            report["gate"] = evaluate_gate(report, settings.gate_thresholds()).to_json()
         if not publishable:
             run.update(
                 status="refused",

@@ -1,0 +1,60 @@
+"""Named registry errors; the API maps them to HTTP statuses, the CLI prints them and exits 2."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+
+class RegistryErrorCode(StrEnum):
+    UNKNOWN_VERSION = "unknown_version"
+    NOT_PROMOTABLE = "not_promotable"
+    GATE_FAILED = "gate_failed"
+    CONFLICT = "conflict"
+    NOTHING_TO_ROLL_BACK = "nothing_to_roll_back"
+    INVALID = "invalid_request"
+
+
+class RegistryError(Exception):
+    code: ClassVar[RegistryErrorCode] = RegistryErrorCode.INVALID
+    status: ClassVar[int] = 422
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownVersion(RegistryError):
+    code = RegistryErrorCode.UNKNOWN_VERSION
+    status = 404
+
+
+class NotPromotable(RegistryError):
+    """A failed, corrupt or unloadable version: it never becomes the champion."""
+
+    code = RegistryErrorCode.NOT_PROMOTABLE
+    status = 422
+
+
+class GateFailed(RegistryError):
+    """The evaluation gate failed and no override was given."""
+
+    code = RegistryErrorCode.GATE_FAILED
+    status = 409
+
+
+class Conflict(RegistryError):
+    """Another operator changed the alias first."""
+
+    code = RegistryErrorCode.CONFLICT
+    status = 409
+
+
+class NothingToRollBack(RegistryError):
+    code = RegistryErrorCode.NOTHING_TO_ROLL_BACK
+    status = 409
+
+
+class InvalidRequest(RegistryError):
+    code = RegistryErrorCode.INVALID
+    status = 422

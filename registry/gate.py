@@ -1,0 +1,107 @@
+"""The evaluation gate: pure checks of a candidate's report against the champion's and the thresholds.
+
+The report is the one a refresh stores (trainer/evaluation.py `compare_reports`, plus the PPO KL): the
+candidate's and the champion's golden-set numbers side by side. Each check says its value, its limit
+and whether it passed; the gate passes when every check that could be computed passed and the report
+holds the golden-set numbers at all (a version without an evaluation never passes by default).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    max_similarity_drop: float = 0.02  # golden-set answer similarity may fall at most this much
+    max_citation_drop: float = 0.05  # share of answers citing a golden source
+    max_refusal_drop: float = 0.10  # refusals on unanswerable golden questions
+    min_reward_win_rate: float = 0.5  # reward model prefers the candidate on at least this share
+    max_kl: float = 12.0  # KL to the champion per response
+    max_length_drift: float = 0.5  # |mean length / champion's - 1|
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float | None
+    limit: float
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    checks: tuple[Check, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+
+
+def reward_win_rate(
+    candidate_rewards: list[float | None], champion_rewards: list[float | None]
+) -> float | None:
+    """Share of questions where the reward model scores the candidate's answer higher (ties half)."""
+    pairs = [
+        (c, h)
+        for c, h in zip(candidate_rewards, champion_rewards, strict=True)
+        if c is not None and h is not None
+    ]
+    if not pairs:
+        return None
+    return sum(1.0 if c > h else 0.5 if c == h else 0.0 for c, h in pairs) / len(pairs)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not math.isnan(float(value)) else None
+
+
+def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateResult:
+    """Checks on a refresh report (`evaluation` with candidate/champion summaries, `policy` metrics)."""
+    evaluation = report.get("evaluation") or {}
+    cand, champ = evaluation.get("candidate") or {}, evaluation.get("champion") or {}
+    checks: list[Check] = []
+    if not cand or not champ:
+        checks.append(Check("evaluated", None, 1.0, False, "no golden-set evaluation in the report"))
+        return GateResult(False, tuple(checks))
+
+    def drop(name: str, key: str, limit: float) -> None:
+        c, h = _number(cand.get(key)), _number(champ.get(key))
+        if c is None or h is None:
+            checks.append(Check(name, None, limit, True, f"{key}: not measured (no such questions)"))
+            return
+        change = c - h
+        checks.append(Check(name, change, -limit, change >= -limit, f"{key} {h:.3f} → {c:.3f}"))
+
+    drop("similarity", "similarity", thresholds.max_similarity_drop)
+    drop("citations", "citation_correct", thresholds.max_citation_drop)
+    drop("refusals", "refusal_rate_unanswerable", thresholds.max_refusal_drop)
+    win = _number(evaluation.get("reward_win_rate"))
+    if win is not None:
+        checks.append(
+            Check(
+                "reward_win_rate",
+                win,
+                thresholds.min_reward_win_rate,
+                win >= thresholds.min_reward_win_rate,
+                "reward model prefers the candidate",
+            )
+        )
+    kl = _number((report.get("policy") or {}).get("kl_to_champion"))
+    if kl is not None:
+        checks.append(Check("kl", kl, thresholds.max_kl, kl <= thresholds.max_kl, "KL to the champion"))
+    drift = _number(evaluation.get("length_drift"))
+    if drift is not None:
+        checks.append(
+            Check(
+                "length_drift",
+                drift,
+                thresholds.max_length_drift,
+                abs(drift) <= thresholds.max_length_drift,
+                "mean answer length vs the champion",
+            )
+        )
+    return GateResult(all(c.passed for c in checks), tuple(checks))

@@ -1,0 +1,31 @@
+"""Before a version serves: load it (base + adapter) and answer one short prompt with finite logits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+    from service.versions import ModelVersion
+
+PROMPT = "Where is the HR department in Boston?"
+
+
+def smoke_test(version: ModelVersion, settings: Settings) -> None:
+    """Raises when the version cannot load or produces non-finite logits / no tokens."""
+    import torch
+
+    from service.policy import load_policy
+
+    model, tokenizer = load_policy(version.base, version.adapter_path(settings.models_dir), settings.device)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": PROMPT}], tokenize=False, add_generation_prompt=True
+    )
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
+    with torch.no_grad():
+        logits = model(**ids).logits[0, -1]
+        if not torch.isfinite(logits).all():
+            raise RuntimeError("the model produces non-finite logits")
+        out = model.generate(**ids, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    if out.shape[1] <= ids["input_ids"].shape[1]:
+        raise RuntimeError("the model generated nothing")
