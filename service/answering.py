@@ -108,10 +108,10 @@ class Answerer:
     async def answer(self, request: ChatInput, identity: Identity) -> AsyncIterator[Delta | Answer]:
         started = time.perf_counter()
         conversation = _validate(request.messages)
-        version = self.runtime.resolve(request.model)
         max_tokens = request.max_tokens or self.settings.max_tokens_default
         answer_id = request.answer_id or uuid.uuid4().hex
         conversation_id = request.conversation_id or uuid.uuid4().hex
+        version = self.runtime.route(request.model, conversation_id)
 
         t0 = time.perf_counter()
         groups = identity.groups

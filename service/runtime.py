@@ -8,9 +8,13 @@ is not the champion is closed first).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import sqlite3
 import threading
+import time
 from collections import OrderedDict
+from pathlib import Path
 
 from service.generation.base import Generator
 from service.generation.engine import BatchingEngine
@@ -28,9 +32,28 @@ class PolicyRuntime:
         self.max_loaded = max_loaded
         self._engines: OrderedDict[str, Generator] = OrderedDict()
         self._lock = threading.Lock()
+        self._share, self._share_read_at = 0.0, float("-inf")
 
     def resolve(self, name: str) -> ModelVersion:
         return self.models.resolve(name or "champion")
+
+    def route(self, name: str, conversation_id: str) -> ModelVersion:
+        """The version that answers: `champion` (or no name) sends the canary's share of conversations to
+        the canary, the same conversations every time (sticky: a hash of the conversation id decides)."""
+        if name in ("", "champion"):
+            aliases = self.models.aliases()
+            share = self.canary_share()
+            if "canary" in aliases and share > 0 and canary_bucket(conversation_id) < share:
+                return self.models.resolve("canary")
+        return self.resolve(name)
+
+    def canary_share(self) -> float:
+        """The canary's traffic share from the registry (re-read at most once a second)."""
+        now = time.monotonic()
+        if now - self._share_read_at > 1.0:
+            self._share = read_canary_share(self.models.root / "registry.db")
+            self._share_read_at = now
+        return self._share
 
     def engine(self, version: ModelVersion) -> Generator:
         """The engine serving `version`, loading it if needed (blocking: call it off the event loop)."""
@@ -83,3 +106,22 @@ class PolicyRuntime:
             for engine in self._engines.values():
                 engine.close()
             self._engines.clear()
+
+
+def canary_bucket(conversation_id: str) -> float:
+    """A stable number in [0, 1) per conversation."""
+    return int(hashlib.sha256(conversation_id.encode()).hexdigest()[:8], 16) / 2**32
+
+
+def read_canary_share(db: Path) -> float:
+    if not db.exists():
+        return 0.0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            row = conn.execute("SELECT value FROM registry_settings WHERE key = 'canary_share'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0.0
+    return float(row[0]) if row else 0.0
