@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from feedback.answers import answer_row
@@ -29,7 +29,7 @@ class Correction:
     created_at: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(vars(self))  # flat fields: no deep copy needed
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Correction:

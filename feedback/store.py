@@ -20,6 +20,11 @@ pool) while the trainer may use the same file from another process:
 Every write is one transaction: a call that returned has committed (`synchronous=FULL`), one that
 raised has written nothing. Feedback writes take an optional client `idempotency_key`: a retry with
 the same key returns the first result and writes nothing (feedback.idempotency).
+
+Group commit. `run_batch(calls)` runs several calls of store methods in ONE transaction, each in a
+savepoint of its own, and returns only after the COMMIT: one fsync for the batch instead of one per
+write, the rest unchanged (each call is still all-or-nothing, and one that raises fails alone).
+feedback.group_commit feeds it from a queue, for the service's feedback endpoints.
 """
 
 from __future__ import annotations
@@ -27,12 +32,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from feedback import idempotency
 from feedback.answers import answer_row
@@ -57,6 +62,15 @@ _INSERT_ANSWER = (
     "ON CONFLICT (answer_id) DO NOTHING"
 )
 R = TypeVar("R", bound=idempotency.JsonResult)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What one call of a batch gave: its result, or the exception it raised (then it wrote nothing)."""
+
+    result: T | None = None
+    error: Exception | None = None
 
 
 class Store(FeedbackMethods, StatisticsMethods):
@@ -73,6 +87,7 @@ class Store(FeedbackMethods, StatisticsMethods):
         self._clock = clock
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
+        self._batching = False  # True while run_batch's transaction is open (its thread holds the lock)
         self._closed = True
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +117,16 @@ class Store(FeedbackMethods, StatisticsMethods):
             with sqlite_errors(self.path):
                 yield self._db
 
+    @contextmanager
+    def _transaction(self, db: Database) -> Iterator[None]:
+        """A write transaction of its own, or, inside `run_batch`, the batch's (the call's savepoint
+        undoes what it wrote if it raises)."""
+        if self._batching:
+            yield
+        else:
+            with write_transaction(db):
+                yield
+
     def _load(self, row: dict[str, Any]) -> AnswerRecord:
         try:
             return AnswerRecord.from_row(row)
@@ -125,7 +150,7 @@ class Store(FeedbackMethods, StatisticsMethods):
         """`write(conn, now)` in one write transaction, at most once per (user, endpoint, key)."""
         check_id(endpoint, "user_id", user_id)
         idempotency.check_key(key)
-        with self._session() as db, write_transaction(db):
+        with self._session() as db, self._transaction(db):
             now = self._now()
             return idempotency.run_once(
                 db.conn,
@@ -137,6 +162,64 @@ class Store(FeedbackMethods, StatisticsMethods):
                 write=lambda: write(db.conn, now),
                 now=now,
             )
+
+    def run_batch(self, calls: Sequence[Callable[[], T]]) -> list[Outcome[T]]:
+        """Run `calls` (each any sequence of this store's methods) in one write transaction, each in a
+        savepoint of its own, and COMMIT once: what a call wrote is undone alone when it raises, and its
+        exception is its outcome. Returns after the COMMIT, in order, an outcome per call; nothing is
+        reported before the batch is durable.
+
+        When the batch as a whole fails (its COMMIT, or an error after which SQLite rolled the whole
+        transaction back) nothing of it is stored, and each call runs again in a transaction of its own,
+        so that a failure stays with the call that caused it. When the transaction cannot even start
+        (the file locked past the busy timeout, closed, unwritable), every call gets that error.
+        """
+        with self._session() as db:
+            if len(calls) > 1:
+                try:
+                    return self._one_transaction(db, calls)
+                except _BatchFailed:
+                    log.warning("a batch of %d writes failed as a whole; retrying each alone", len(calls))
+            outcomes: list[Outcome[T]] = []
+            for call in calls:
+                try:
+                    outcomes += self._one_transaction(db, [call])
+                except _BatchFailed as failed:
+                    outcomes.append(Outcome(error=failed.error))
+            return outcomes
+
+    def _one_transaction(self, db: Database, calls: Sequence[Callable[[], T]]) -> list[Outcome[T]]:
+        conn = db.conn
+        try:
+            with sqlite_errors(self.path):
+                conn.execute("BEGIN IMMEDIATE")
+        except Exception as exc:
+            return [Outcome(error=exc) for _ in calls]
+        self._batching = True
+        try:
+            outcomes = [self._in_savepoint(conn, call) for call in calls]
+            with sqlite_errors(self.path):
+                conn.commit()
+            return outcomes
+        except Exception as exc:
+            raise _BatchFailed(exc) from exc
+        finally:
+            self._batching = False
+            if conn.in_transaction:
+                conn.rollback()
+
+    def _in_savepoint(self, conn: sqlite3.Connection, call: Callable[[], T]) -> Outcome[T]:
+        conn.execute("SAVEPOINT batch_call")
+        try:
+            result = call()
+        except Exception as exc:
+            if not conn.in_transaction:  # SQLite rolled the whole transaction back (disk full, I/O error)
+                raise
+            conn.execute("ROLLBACK TO batch_call")
+            conn.execute("RELEASE batch_call")
+            return Outcome(error=exc)
+        conn.execute("RELEASE batch_call")
+        return Outcome(result=result)
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -213,7 +296,7 @@ class Store(FeedbackMethods, StatisticsMethods):
         """
         rec.validate()  # its lists and dicts may have changed since it was built
         row = rec.to_row()
-        with self._session() as db, write_transaction(db):
+        with self._session() as db, self._transaction(db):
             if db.execute(_INSERT_ANSWER, row).rowcount == 1:
                 return True
             stored = self._load(self._get_row(db, rec.answer_id))
@@ -231,6 +314,12 @@ class Store(FeedbackMethods, StatisticsMethods):
     @staticmethod
     def _get_row(db: Database, answer_id: str) -> dict[str, Any]:
         return answer_row(db.conn, answer_id)
+
+    def answer_owner(self, answer_id: str) -> str:
+        """The user who asked the answer (AnswerNotFound when no answer has this id): who may vote on
+        it, without reading the whole record."""
+        with self._session() as db:
+            return str(answer_row(db.conn, answer_id, "user_id")["user_id"])
 
     def get_answer(self, answer_id: str) -> AnswerRecord:
         with self._session() as db:
@@ -271,6 +360,14 @@ class Store(FeedbackMethods, StatisticsMethods):
         clauses, params = _where(since, until, model_version, conversation_id)
         with self._session() as db:
             return int(db.execute(f"SELECT count(*) FROM answers{clauses}", params).fetchone()[0])
+
+
+class _BatchFailed(Exception):
+    """The batch's transaction failed as a whole (`error`): nothing of it was stored."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _where(

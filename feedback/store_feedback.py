@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from feedback import audit, comparisons, corrections, idempotency, votes
 from feedback.audit import AuditEvent
 from feedback.comparisons import Choice, Comparison
-from feedback.connection import write_transaction
 from feedback.corrections import Correction
 from feedback.errors import InvalidRecord
 from feedback.filters import check_page
@@ -33,6 +32,9 @@ R = TypeVar("R", bound=idempotency.JsonResult)
 class FeedbackMethods:
     # provided by Store
     def _session(self) -> AbstractContextManager[Database]:
+        raise NotImplementedError
+
+    def _transaction(self, db: Database) -> AbstractContextManager[None]:
         raise NotImplementedError
 
     def _write(
@@ -204,5 +206,5 @@ class FeedbackMethods:
             cutoff = normalize_timestamp(before)
         except (ValueError, AttributeError) as exc:
             raise InvalidRecord(f"before: {exc}") from None
-        with self._session() as db, write_transaction(db):
+        with self._session() as db, self._transaction(db):
             return idempotency.forget_before(db.conn, cutoff)

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from feedback.group_commit import GroupCommit
 from feedback.store import Store
 from rag.search import Retriever
 from service.answering import Answerer
@@ -27,6 +28,7 @@ class AppState:
     metrics: Metrics
     auth: Authenticator
     store: Store | None = None
+    writer: GroupCommit | None = None  # the feedback writes to `store`, committed in batches
     retriever: Retriever | None = None
     runtime: PolicyRuntime | None = None
     answerer: Answerer | None = None
