@@ -11,10 +11,15 @@ reason.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from feedback.stats import ModelThumbs, PairwiseWinRate
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+    from service.versions import ModelVersion
 
 
 @dataclass(frozen=True)
@@ -57,3 +62,54 @@ def rollback_decision(
     if new_down > old_down + margin:
         return Decision(True, f"thumbs-down {new_down:.0%} on {champion} vs {old_down:.0%} on {previous}")
     return Decision(False, f"thumbs-down {new_down:.0%} vs {old_down:.0%}: within the margin {margin:.0%}")
+
+
+def apply_policies(settings: Settings, *, smoke: Callable[[ModelVersion], None] | None = None) -> list[str]:
+    """Check both rules once against the store and act through the registry; what was done (or why not)."""
+    from feedback.store import Store
+    from registry.registry import Registry
+
+    notes: list[str] = []
+    if not (settings.auto_promote or settings.auto_rollback) or not settings.database_path.exists():
+        return notes
+    registry = Registry(settings.models_dir, settings.gate_thresholds())
+    aliases = registry.aliases()
+    champion = aliases.get("champion")
+    with Store(settings.database_path) as store:
+        if settings.auto_promote and champion and "canary" in aliases:
+            canary = aliases["canary"]
+            decision = promotion_decision(
+                store.win_rates(),
+                champion,
+                canary,
+                registry.gate(canary).passed,
+                settings.auto_promote_min_comparisons,
+            )
+            notes.append(f"promote {canary}: {decision.reason}")
+            if decision.act:
+                registry.promote(canary, actor="auto", reason=decision.reason, smoke=smoke)
+                return notes
+        if settings.auto_rollback and champion:
+            previous = next(
+                (
+                    e.from_version
+                    for e in registry.history("champion", 1000)
+                    if e.action == "promote" and e.to_version == champion and e.from_version
+                ),
+                None,
+            )
+            if previous:
+                since = registry.history("champion", 1)[0].at.replace("Z", ".000Z")
+                recent = store.thumbs_stats(since=since, model_version=champion)
+                before = store.thumbs_stats(model_version=previous)
+                decision = rollback_decision(
+                    [*recent, *before],
+                    champion,
+                    previous,
+                    settings.auto_rollback_margin,
+                    settings.auto_rollback_min_votes,
+                )
+                notes.append(f"rollback {champion}: {decision.reason}")
+                if decision.act:
+                    registry.rollback(actor="auto", reason=decision.reason, smoke=smoke)
+    return notes

@@ -82,6 +82,23 @@ class Settings(BaseSettings):
         0.5, ge=0, description="Largest relative change of the mean answer length vs the champion."
     )
 
+    # automatic promotion and rollback, applied by the background trainer (`kbloop trainer run`)
+    auto_promote: bool = Field(
+        False, description="Promote the canary when its human win-rate CI lower bound is above 50%."
+    )
+    auto_promote_min_comparisons: int = Field(
+        30, ge=1, description="Side-by-side votes of canary vs champion needed before auto-promotion."
+    )
+    auto_rollback: bool = Field(
+        True, description="Roll back a champion whose thumbs-down rate rose above the previous one's."
+    )
+    auto_rollback_margin: float = Field(
+        0.1, ge=0, le=1, description="How much higher the thumbs-down rate may be."
+    )
+    auto_rollback_min_votes: int = Field(
+        50, ge=1, description="Votes on each version needed before a rollback."
+    )
+
     def gate_thresholds(self) -> GateThresholds:
         from registry.gate import GateThresholds
 

@@ -155,7 +155,14 @@ class Worker:
             return entry
 
     def run_forever(self) -> None:
+        from registry.policy import apply_policies
+
         while not self.stop.is_set():
+            try:
+                for note in apply_policies(self.settings):
+                    log.info("policy: %s", note)
+            except Exception:  # a policy check never stops the worker
+                log.exception("automatic promotion/rollback check failed")
             try:
                 self.run_once()
             except Busy as exc:
