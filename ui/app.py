@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from ui import chat, compare, knowledge, operator
+from ui import chat, compare, knowledge, models, operator
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -49,6 +49,8 @@ def build(app: AppState) -> gr.Blocks:
                 knowledge.build(app, token)
             with gr.Tab("Operator", id="operator", visible=operators):
                 operator.build(app, token)
+            with gr.Tab("Models", id="models", visible=operators):
+                models.build(app, token)
     return blocks
 
 

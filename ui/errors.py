@@ -21,6 +21,10 @@ INTERNAL = "Something went wrong on the server; the server log has the details."
 
 def user_message(exc: BaseException) -> str:
     """The message to show for `exc` (logged here when it is the server's fault)."""
+    from registry.errors import RegistryError
+
+    if isinstance(exc, RegistryError):
+        return exc.message
     if isinstance(exc, ServiceError):
         if exc.status >= 500:
             log.warning("UI request failed: %s", exc.message)
