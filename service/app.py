@@ -57,6 +57,10 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
         gc.freeze()
         yield
         gc.unfreeze()  # back under the collector: an app closed in a longer-lived process is freed
+        if state.trainer is not None:
+            from trainer.autostart import stop
+
+            await asyncio.to_thread(stop, state.trainer)
         if state.runtime is not None:
             state.runtime.close()
         if state.writer is not None:
@@ -116,11 +120,18 @@ def _start(state: AppState, embedder: Any) -> None:
         log.warning("%s: answers will fail until `kbloop ingest` has run", exc)
     directory = ModelDirectory(settings.models_dir)
     directory.ensure_base(base_model_path(settings.model, settings.models_dir))
+    from registry.registry import Registry
+
+    Registry(settings.models_dir)  # re-mirrors the aliases a crash may have left behind the registry
     runtime = PolicyRuntime(directory, settings)
     runtime.engine(runtime.resolve("champion"))
     state.runtime = runtime
     state.metrics.track_engine(runtime.queue_depth, runtime.active)
     state.answerer = Answerer(settings, state.retriever, runtime, state.store, state.metrics)
+    if settings.trainer_autostart:
+        from trainer.autostart import start
+
+        state.trainer = start(settings)
 
 
 def _install_error_handlers(app: FastAPI, state: AppState) -> None:

@@ -82,6 +82,15 @@ class Settings(BaseSettings):
         0.5, ge=0, description="Largest relative change of the mean answer length vs the champion."
     )
 
+    # the background trainer
+    trainer_autostart: bool = Field(
+        False, description="Start the background trainer (`kbloop trainer run`) beside `kbloop serve`."
+    )
+    trainer_min_feedback: int = Field(50, ge=1, description="New feedback events that trigger a refresh.")
+    trainer_interval_h: float = Field(
+        24.0, ge=0, description="Refresh at least this often when any feedback arrived (0 = only by count)."
+    )
+
     # automatic promotion and rollback, applied by the background trainer (`kbloop trainer run`)
     auto_promote: bool = Field(
         False, description="Promote the canary when its human win-rate CI lower bound is above 50%."

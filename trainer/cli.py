@@ -185,13 +185,18 @@ def sft_command(
     output: Path | None = OUTPUT,
     parent: str = PARENT,
     register: bool = REGISTER,
+    evaluate: Annotated[
+        bool,
+        typer.Option("--evaluate/--no-evaluate", help="Golden-set answer similarity on held-out questions."),
+    ] = True,
 ) -> None:
     def body() -> None:
-        from trainer.data import read_jsonl_demonstrations, render_prompts
+        from trainer.data import read_jsonl_demonstrations, render_prompts, split_by_prompt
         from trainer.models import load_tokenizer
         from trainer.sft import train_sft
 
         models, version, adapter = _parent(parent)
+        heldout_questions: set[str] = set()
         if from_jsonl is not None:
             demos = render_prompts(read_jsonl_demonstrations(from_jsonl), load_tokenizer(version.base))
         else:
@@ -200,14 +205,38 @@ def sft_command(
                 from trainer.prompts import PromptRenderer, golden_demonstrations, load_golden
 
                 renderer = PromptRenderer.from_settings(_settings(), model=version.base)
-                golden, skipped = golden_demonstrations(renderer, load_golden(_golden_path()))
-                typer.echo(f"golden demonstrations: {len(golden)} (left out: {skipped})", err=True)
+                items = load_golden(_golden_path())
+                golden, skipped = golden_demonstrations(renderer, items)
+                # golden questions held out of training measure the answer similarity afterwards
+                golden, heldout = split_by_prompt(golden, cfg.heldout_fraction, cfg.seed)
+                heldout_questions = {d.prompt_id for d in heldout}
+                typer.echo(
+                    f"golden demonstrations: {len(golden)} for training, {len(heldout)} held out "
+                    f"(left out: {skipped})",
+                    err=True,
+                )
                 demos += golden
         run = _run(output, "sft", cfg)
         result = train_sft(base=version.base, parent_adapter=adapter, cfg=cfg, run=run, demonstrations=demos)
         if not _is_main():
             return
-        _print(result.metrics)
+        report = dict(result.metrics)
+        if evaluate and from_jsonl is None and cfg.golden and heldout_questions:
+            from trainer.evaluation import compare_reports, evaluate_policy
+            from trainer.prompts import golden_prompts
+
+            prompts = [
+                p for p in golden_prompts(renderer, items) if p.rendered.prompt_id in heldout_questions
+            ]
+            embed = renderer.retriever.embedder.encode
+            before = evaluate_policy(version.base, adapter, prompts, embed, device=cfg.device)
+            after = evaluate_policy(version.base, run.output, prompts, embed, device=cfg.device)
+            comparison = compare_reports(after, before)
+            report["golden_heldout"] = {
+                k: comparison[k] for k in ("candidate", "champion", "delta_similarity")
+            }
+            run.update(evaluation=report["golden_heldout"])
+        _print(report)
         _register(models, version, run, register)
 
     _guard(body)

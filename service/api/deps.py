@@ -7,7 +7,7 @@ a thread hop per dependency per request (measured: a third of the feedback endpo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
@@ -33,6 +33,7 @@ class AppState:
     runtime: PolicyRuntime | None = None
     answerer: Answerer | None = None
     startup_error: str | None = None
+    trainer: Any = None  # the background trainer's process (subprocess.Popen), when autostarted
 
 
 async def get_state(request: Request) -> AppState:
