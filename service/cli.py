@@ -11,6 +11,7 @@ from rag.cli import register as register_rag
 from registry.cli import models_app
 from service.serve_cli import serve_command
 from trainer.cli import eval_app, train_app, trainer_app
+from trainer.simulate import simulate_command
 
 app = typer.Typer(
     name="kbloop",
@@ -27,6 +28,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(trainer_app, name="trainer")
 app.add_typer(models_app, name="models")
+app.command("simulate")(simulate_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,219 @@
+"""`kbloop simulate`: the hidden preference and the employees by hand-worked examples, then the whole loop
+(feedback through the API → reward model → PPO → candidate → gate → canary → held-out win rate →
+promotion) for two rounds on a tiny model. A tiny random model does not learn: nothing here asserts
+that the win rate goes up, only that every step ran and left its trace."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from service.settings import Settings
+from trainer.config import PPOConfig, RefreshConfig, RewardConfig
+from trainer.errors import DataError
+from trainer.prompts import GoldenItem
+from trainer.refresh import RefreshConfigs
+from trainer.simulate import SimulationConfig, simulate, summarize, write_results
+from trainer.simulated_users import (
+    ConciseCitedPreference,
+    Employee,
+    QuestionBank,
+    fact_recall,
+    key_facts,
+)
+
+HR = GoldenItem(
+    "a-001",
+    "Where is the HR department in Boston?",
+    "The Boston HR department is at 451 Congress Street, Suite 410. Email hr-boston@acme.example.",
+    ("hr/offices.md",),
+    True,
+)
+
+# the fixture corpus (tests/fixtures/corpus): questions whose answers the index holds
+BANK = [
+    GoldenItem("p-1", "How much does a parking permit cost per month?",
+               "Parking permits cost 45 dollars per month.", ("policies/parking.md",), True),
+    GoldenItem("p-2", "Where is the company garage?", "The garage is at 12 Harbor Street.",
+               ("policies/parking.md",), True),
+    GoldenItem("p-3", "Is charging an electric car free?", "Charging is free for the first four hours on P2.",
+               ("policies/parking.md",), True),
+    GoldenItem("l-1", "When is lunch served in the cafeteria?", "Lunch is served from 11:45 to 14:00.",
+               ("lunch.txt",), True),
+    GoldenItem("b-1", "What does a replacement badge cost?", "A replacement badge costs 15 dollars.",
+               ("security.html",), True),
+    GoldenItem("b-2", "How soon do I report a lost badge?", "Within 24 hours: email badges@example.test.",
+               ("security.html",), True),
+    GoldenItem("x-1", "What is the stock option vesting schedule?", "The knowledge base does not cover it.",
+               (), False),
+]  # fmt: skip
+
+
+def test_key_facts_and_recall() -> None:
+    facts = {"boston", "hr", "451", "congress", "street", "suite", "410", "hr-boston@acme.example"}
+    assert key_facts(HR.answer) == facts
+    assert fact_recall("Suite 410 at 451 Congress Street [1].", HR.answer) == 5 / 8
+    assert fact_recall("4100, 14510 Congress", HR.answer) == 1 / 8  # numbers match whole
+    assert fact_recall("anything", "no facts here.") == 0.0
+
+
+def test_concise_cited_preference_by_hand() -> None:
+    pref = ConciseCitedPreference()
+    right = [{"source": "hr/offices.md"}]
+    cited = "Suite 410 at 451 Congress Street [1]."
+    # right source (1.0) + 5/8 facts, cited, short
+    assert pref.score(HR.question, cited, right, HR) == pytest.approx(1.0 + 5 / 8)
+    # the same without the [1] mark and from another document: 5/8 - 0.5
+    assert pref.score(HR.question, cited[:-5], [{"source": "x.md"}], HR) == pytest.approx(5 / 8 - 0.5)
+    rambling = cited + " blah" * 70  # 77 words: 17 beyond 60
+    assert pref.score(HR.question, rambling, right, HR) == pytest.approx(1.0 + 5 / 8 - 0.02 * 17)
+    assert pref.reasons(HR.question, "I do not know.", [], HR) == ["wrong_source", "incomplete"]
+    assert pref.reasons(HR.question, rambling, right, HR) == ["too_long"]
+
+
+def test_employees_vote_and_choose_by_the_preference() -> None:
+    pref = ConciseCitedPreference()
+    ann = Employee("ann", "t" * 32, bias=0.0)
+    rng = random.Random(0)
+    assert ann.thumbs(pref, 1.6, rng, noise=0.0) == "up"
+    assert ann.thumbs(pref, 1.0, rng, noise=0.0) == "down"
+    assert Employee("bob", "t" * 32, bias=0.5).thumbs(pref, 1.6, rng, noise=0.0) == "down"
+    assert ann.choose(pref, 1.5, 0.9, rng, noise=0.0) == "A"
+    assert ann.choose(pref, 0.9, 1.5, rng, noise=0.0) == "B"
+    assert ann.choose(pref, 1.0, 1.03, rng, noise=0.0) == "tie"
+    assert ann.choose(pref, 0.1, -0.4, rng, noise=0.0) == "both_bad"
+    assert ann.choose(pref, 1.0, 1.0, rng, noise=9.0, same=True) == "tie"  # the same text: no noise
+    assert ann.choose(pref, 0.0, 0.0, rng, noise=9.0, same=True) == "both_bad"
+    # noise flips close calls only, and the same seed flips the same ones
+    picks = [ann.choose(pref, 1.0, 0.9, random.Random(s), noise=0.05) for s in range(200)]
+    assert 0.6 < picks.count("A") / 200 < 0.95 and "tie" in picks and "B" not in picks[:20]
+    assert picks == [ann.choose(pref, 1.0, 0.9, random.Random(s), noise=0.05) for s in range(200)]
+
+
+def test_question_bank_splits_by_question() -> None:
+    bank = QuestionBank.split(BANK, train=4, heldout=2, seed=0)
+    assert len(bank.train) == 4 and len(bank.heldout) == 2
+    assert not {i.question for i in bank.train} & {i.question for i in bank.heldout}
+    assert all(i.answerable for i in bank.train + bank.heldout)  # x-1 is never asked
+    assert bank == QuestionBank.split(BANK, train=4, heldout=2, seed=0)
+    assert len(QuestionBank.split(BANK, train=0, heldout=2, seed=1).train) == 4  # 0 = the rest
+    with pytest.raises(DataError, match="held-out"):
+        QuestionBank.split(BANK, train=0, heldout=6, seed=0)
+
+
+@dataclass
+class Shorter:
+    """A preference a random tiny model can satisfy: fewer words is better (never both bad)."""
+
+    name: str = "shorter"
+    thumbs_up_above: float = -0.6
+    both_bad_below: float = -100.0
+    tie_within: float = 0.05
+
+    def score(self, question: str, answer: str, citations: Any, item: GoldenItem) -> float:
+        return -len(answer.split()) / 10
+
+    def reasons(self, question: str, answer: str, citations: Any, item: GoldenItem) -> list[str]:
+        return ["too_long"]
+
+
+def tiny_configs() -> RefreshConfigs:
+    common: dict[str, Any] = {"device": "cpu", "batch_size": 4, "checkpoint_every": 1, "max_length": 256}
+    return RefreshConfigs(
+        refresh=RefreshConfig(min_pairs=4),
+        reward=RewardConfig(epochs=1, **common),
+        ppo=PPOConfig(iterations=2, rollout_batch=4, mini_batch=2, max_new_tokens=6, **common),
+        eval_limit=3,
+        eval_max_new_tokens=6,
+    )
+
+
+def test_two_rounds_of_the_whole_loop_through_the_api(
+    tmp_path: Path, fixture_index: Path, tiny_base: Path, embedder: Any
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "var",
+        index_dir=fixture_index,
+        model=str(tiny_base),
+        device="cpu",
+        refusal_threshold=0.0,
+    )
+    cfg = SimulationConfig(rounds=2, users=3, max_tokens=8, override=True, concurrency=2)
+    bank = QuestionBank.split(BANK, train=4, heldout=2, seed=0)
+    said: list[str] = []
+    result = simulate(
+        settings, cfg, tiny_configs(), bank, embedder=embedder, preference=Shorter(), say=said.append
+    )
+
+    first, second = result["rounds"]
+    # feedback went through the API as the simulated employees, and into the store
+    assert first["feedback"]["votes"] == 4 and first["feedback"]["comparisons"] == 4
+    with sqlite3.connect(settings.database_path) as db:
+        votes = db.execute("SELECT user_id, value FROM votes").fetchall()
+        chosen = db.execute("SELECT count(*) FROM comparisons WHERE choice IS NOT NULL").fetchone()[0]
+    assert len(votes) == 8 and chosen == 8
+    assert {user for user, _ in votes} <= {"sim-01", "sim-02", "sim-03"}
+    # round 1: a candidate, its gate, a canary, a win rate, a promotion (an override if the gate failed)
+    assert first["champion_before"] == "v0001" and first["candidate"] == "v0002"
+    assert first["refresh"]["status"] == "candidate" and first["refresh"]["kl"] is not None
+    assert first["refresh"]["similarity"]["candidate"] is not None
+    assert {c["name"] for c in first["gate"]["checks"]} >= {"similarity", "kl"}
+    assert first["canary"] == {"version": "v0002", "share": 0.5}
+    heldout = first["heldout"]
+    assert heldout["questions"] == 2 and 0.0 <= heldout["win_rate"] <= 1.0
+    assert {a["outcome"] for a in heldout["answers"]} <= {"win", "loss", "tie", "both_bad"}
+    assert first["promotion"]["action"] == "promoted"
+    assert first["promotion"]["override"] == (not first["gate"]["passed"])
+    # round 2 starts from the new champion
+    assert first["champion_after"] == second["champion_before"] == "v0002"
+    assert second["candidate"] == "v0003" and second["champion_after"] == "v0003"
+    # the alias history, oldest first: trainer candidates, simulate's canaries and promotions
+    changes = [(e["alias"], e["action"], e["to_version"], e["actor"]) for e in result["history"]]
+    for change in [
+        ("candidate", "candidate", "v0002", "trainer"),
+        ("canary", "canary", "v0002", "simulate"),
+        ("champion", "promote", "v0002", "simulate"),
+        ("champion", "promote", "v0003", "simulate"),
+    ]:
+        assert change in changes
+    overridden = [e["override"] for e in result["history"] if e["action"] == "promote"]
+    assert overridden == [not r["gate"]["passed"] for r in (first, second)]
+    assert any("win rate" in line for line in said)
+
+    out = tmp_path / "results" / "simulate.json"
+    png = write_results(result, out)
+    written = json.loads(out.read_text())
+    assert written["simulation"]["preference"] == "shorter" and len(written["rounds"]) == 2
+    assert written["summary"]["win_rates"] == [first["heldout"]["win_rate"], second["heldout"]["win_rate"]]
+    if png is not None:  # matplotlib is optional
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_summary_targets() -> None:
+    def round_(win: float, delta: float) -> dict[str, Any]:
+        return {"heldout": {"win_rate": win}, "refresh": {"similarity": {"delta": delta}}}
+
+    met = summarize([round_(0.7, -0.01), round_(0.6, 0.0)], 0.02)
+    assert met["win_rate_target_met"] and met["similarity_guard_met"]
+    missed = summarize([round_(0.6, -0.03)], 0.02)
+    assert not missed["win_rate_target_met"] and not missed["similarity_guard_met"]
+    assert summarize([{"refresh": {"status": "failed"}}], 0.02)["win_rate_target_met"] is False
+
+
+def test_cli_lists_options_and_rejects_unknown_preference(tmp_path: Path) -> None:
+    from service.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["simulate", "--help"], terminal_width=200)
+    assert out.exit_code == 0
+    for option in ("--rounds", "--questions", "--users", "--ppo-iterations", "--preference", "--override"):
+        assert option in out.output
+    bad = runner.invoke(app, ["simulate", "--preference", "nope", "--data-dir", str(tmp_path)])
+    assert bad.exit_code == 2 and "concise-cited" in bad.output

@@ -1,0 +1,598 @@
+"""`kbloop simulate`: scripted employees with a hidden preference drive the whole loop, to show it learns.
+
+Each round, through the service's HTTP API (the real app, `service.app.create_app`: same routes, auth,
+validation and store, served in-process by Starlette's TestClient with httpx's interface; only the
+socket is skipped), as employees with their own bearer tokens:
+  1. collect  every train question is asked by one employee (`POST /v1/chat/completions`, model
+              `champion`, so a canary's share goes to the canary) and voted on (`/api/answers/{id}/vote`),
+              and compared side by side by another (`POST /api/compare` + `/choice`: champion vs
+              canary/candidate when one exists, else the champion at two temperatures);
+  2. refresh  trainer.refresh: reward model update → PPO → golden-set evaluation → `candidate` + gate;
+  3. canary   the registry routes `canary_share` of conversations to the candidate (after a smoke test);
+  4. measure  each held-out question (never voted on) is answered by the candidate and by the champion,
+              pinned by version id and greedy, and one employee picks the better: the win rate;
+  5. promote  when the gate passed (or with `override`, recorded as such); otherwise the canary stops.
+
+The preference is hidden: the trainer only sees votes and choices. An employee votes up when the
+preference's score (plus a little seeded noise, and their own threshold) is above the preference's
+bar, picks the higher score side by side (tie within `tie_within`, both bad under `both_bad_below`).
+Held-out answers are logged like any answer, so from round 2 on PPO may sample held-out *questions* as
+rollout prompts (`logged_prompts` takes every logged answer); their answers are never labelled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from trainer.errors import TrainerError
+from trainer.prompts import GoldenItem
+from trainer.simulated_users import PREFERENCES, Employee, Preference, QuestionBank, employees
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+    from trainer.refresh import RefreshConfigs
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+GOLDEN = Path(__file__).resolve().parent.parent / "examples" / "acme-handbook" / "golden.jsonl"
+TARGET_WIN_RATE = 0.65
+ACTOR = "simulate"
+
+
+class SimulationError(TrainerError):
+    """The simulation cannot go on: the service is not ready, or an API call failed."""
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+
+@dataclass
+class SimulationConfig:
+    rounds: int = 2
+    preference: str = "concise-cited"
+    users: int = 6
+    max_tokens: int = 48  # answer length, in collection and measurement alike
+    canary_share: float = 0.5
+    override: bool = False  # promote a candidate that failed the gate (recorded as an override)
+    noise: float = 0.05  # standard deviation of an employee's judgement noise, in score units
+    concurrency: int = 4  # requests in flight (the engine batches them)
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def refresh_configs(
+    *, max_tokens: int, ppo_iterations: int, reward_epochs: int, eval_limit: int, device: str = "auto"
+) -> RefreshConfigs:
+    """The trainer's configs for a simulation on the default models (CPU defaults otherwise)."""
+    from trainer.config import PPOConfig, RefreshConfig, RewardConfig
+    from trainer.refresh import RefreshConfigs
+
+    return RefreshConfigs(
+        refresh=RefreshConfig(),
+        reward=RewardConfig(epochs=reward_epochs, device=device),  # type: ignore[arg-type]
+        ppo=PPOConfig(iterations=ppo_iterations, max_new_tokens=max_tokens, device=device),  # type: ignore[arg-type]
+        eval_limit=eval_limit,
+        eval_max_new_tokens=max_tokens,
+    )
+
+
+# -- talking to the API ---------------------------------------------------------------------------
+
+
+def _ok(response: Any) -> dict[str, Any]:
+    if response.status_code != 200:
+        raise SimulationError(
+            f"{response.request.method} {response.request.url.path}: {response.status_code} "
+            f"{response.text[:300]}"
+        )
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def _ask(client: Any, who: Employee, question: str, max_tokens: int, **options: Any) -> dict[str, Any]:
+    body = {"messages": [{"role": "user", "content": question}], "max_tokens": max_tokens, **options}
+    data = _ok(client.post("/v1/chat/completions", json=body, headers=who.headers))
+    return {"text": data["choices"][0]["message"]["content"], **data["kbloop"]}
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return " ".join(a["text"].split()) == " ".join(b["text"].split())
+
+
+def _parallel(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> list[R]:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(fn, tasks))
+
+
+@dataclass
+class Loop:
+    """One simulation: the client, the employees, the question bank, the hidden preference."""
+
+    client: Any
+    settings: Settings
+    cfg: SimulationConfig
+    bank: QuestionBank
+    pref: Preference
+    people: list[Employee]
+    say: Callable[[str], None]
+
+    def _rng(self, *parts: object) -> random.Random:
+        return random.Random("/".join(map(str, (self.cfg.seed, *parts))))
+
+    def _score(self, item: GoldenItem, answer: dict[str, Any]) -> float:
+        return self.pref.score(item.question, answer["text"], answer.get("citations") or [], item)
+
+    def collect(self, round_no: int) -> dict[str, Any]:
+        """One vote and one side-by-side choice per train question, by two different employees."""
+        n, cfg = len(self.people), self.cfg
+
+        def vote(job: tuple[int, GoldenItem]) -> dict[str, Any]:
+            i, item = job
+            who = self.people[(i + round_no) % n]
+            answer = _ask(self.client, who, item.question, cfg.max_tokens, model="champion")
+            score = self._score(item, answer)
+            value = who.thumbs(self.pref, score, self._rng(round_no, "vote", item.id), cfg.noise)
+            reasons = self.pref.reasons(item.question, answer["text"], answer["citations"], item)
+            body = {"value": value, "reasons": reasons if value == "down" else []}
+            _ok(self.client.post(f"/api/answers/{answer['answer_id']}/vote", json=body, headers=who.headers))
+            return {
+                "version": answer["model_version"],
+                "score": score,
+                "value": value,
+                "refused": answer["refused"],
+                "words": len(answer["text"].split()),
+            }
+
+        def compare(job: tuple[int, GoldenItem]) -> dict[str, Any]:
+            i, item = job
+            who = self.people[(i + round_no + 1) % n]
+            body = {"question": item.question, "max_tokens": cfg.max_tokens}
+            response = self.client.post("/api/compare", json=body, headers=who.headers)
+            if response.status_code == 422:  # the retrieval refuses the question: nothing to compare
+                return {"choice": "skipped"}
+            pair = _ok(response)
+            left, right = (self._score(item, pair[side]) for side in ("left", "right"))
+            rng, same = self._rng(round_no, "compare", item.id), _same(pair["left"], pair["right"])
+            choice = who.choose(self.pref, left, right, rng, cfg.noise, same)
+            url = f"/api/compare/{pair['comparison_id']}/choice"
+            shown = _ok(self.client.post(url, json={"choice": choice}, headers=who.headers))
+            winner = {"A": shown["left_model_version"], "B": shown["right_model_version"]}.get(choice)
+            return {
+                "choice": choice,
+                "winner": winner,
+                "versions": sorted({shown["left_model_version"], shown["right_model_version"]}),
+            }
+
+        jobs = list(enumerate(self.bank.train))
+        votes = _parallel(vote, jobs, cfg.concurrency)
+        choices = _parallel(compare, jobs, cfg.concurrency)
+        ups = sum(v["value"] == "up" for v in votes)
+        return {
+            "votes": len(votes),
+            "thumbs_up": ups,
+            "thumbs_up_rate": ups / len(votes) if votes else None,
+            "mean_score": _mean([v["score"] for v in votes]),
+            "mean_words": _mean([float(v["words"]) for v in votes]),
+            "refused": sum(v["refused"] for v in votes),
+            "answered_by": dict(Counter(v["version"] for v in votes)),
+            "comparisons": sum(c["choice"] != "skipped" for c in choices),
+            "choices": dict(Counter(c["choice"] for c in choices)),
+            "pair_versions": dict(Counter("/".join(c["versions"]) for c in choices if "versions" in c)),
+            "wins_by_version": dict(Counter(c["winner"] for c in choices if c.get("winner"))),
+        }
+
+    def measure(self, round_no: int, champion: str, challenger: str) -> dict[str, Any]:
+        """The challenger vs the champion on the held-out questions, judged by the employees."""
+        n, cfg = len(self.people), self.cfg
+
+        def judge(job: tuple[int, GoldenItem]) -> dict[str, Any]:
+            i, item = job
+            who = self.people[(i + round_no) % n]
+            new, old = (
+                _ask(self.client, who, item.question, cfg.max_tokens, model=v, temperature=0.0)
+                for v in (challenger, champion)
+            )
+            if new["refused"] and old["refused"]:  # refused by retrieval: no model answered either
+                return {"id": item.id, "outcome": "refused"}
+            a, b = self._score(item, new), self._score(item, old)
+            rng, same = self._rng(round_no, "heldout", item.id), _same(new, old)
+            choice = who.choose(self.pref, a, b, rng, cfg.noise, same)
+            outcome = {"A": "win", "B": "loss"}.get(choice, choice)
+            return {
+                "id": item.id,
+                "question": item.question,
+                "outcome": outcome,
+                "score_new": a,
+                "score_old": b,
+                "new": new["text"],
+                "old": old["text"],
+            }
+
+        judged = _parallel(judge, list(enumerate(self.bank.heldout)), max(1, cfg.concurrency // 2))
+        counted = [j for j in judged if j["outcome"] != "refused"]
+        outcomes = Counter(j["outcome"] for j in judged)
+        points = sum(
+            1.0 if j["outcome"] == "win" else 0.0 if j["outcome"] == "loss" else 0.5 for j in counted
+        )
+        bar = self.pref.thumbs_up_above
+        return {
+            "challenger": challenger,
+            "champion": champion,
+            "questions": len(counted),
+            "outcomes": dict(outcomes),
+            "win_rate": points / len(counted) if counted else None,
+            "mean_score": {
+                "new": _mean([j["score_new"] for j in counted]),
+                "old": _mean([j["score_old"] for j in counted]),
+            },
+            "would_thumbs_up": {
+                "new": _mean([float(j["score_new"] > bar) for j in counted]),
+                "old": _mean([float(j["score_old"] > bar) for j in counted]),
+            },
+            "answers": judged,
+        }
+
+    def round(self, round_no: int, configs: RefreshConfigs, embedder: Any) -> dict[str, Any]:
+        from registry.registry import Registry
+        from registry.smoke import smoke_test
+        from trainer.refresh import refresh
+        from trainer.worker import refresh_lock
+
+        registry = Registry(self.settings.models_dir, self.settings.gate_thresholds())
+        champion = registry.aliases()["champion"]
+        out: dict[str, Any] = {"round": round_no, "champion_before": champion}
+        timings: dict[str, float] = {}
+        out["timings_s"] = timings
+
+        self.say(f"round {round_no}: collecting feedback on {len(self.bank.train)} questions ({champion})")
+        started = time.perf_counter()
+        out["feedback"] = self.collect(round_no)
+        timings["collect"] = time.perf_counter() - started
+        fb = out["feedback"]
+        self.say(
+            f"round {round_no}: {fb['votes']} votes ({fb['thumbs_up_rate']:.0%} up), "
+            f"{fb['comparisons']} choices {fb['choices']} in {timings['collect']:.0f} s"
+        )
+
+        self.say(f"round {round_no}: refresh (reward model → PPO → golden-set evaluation)")
+        started = time.perf_counter()
+        seeded = _reseeded(configs, self.cfg.seed + round_no - 1)
+        run_dir = self.settings.data_dir / "runs" / f"simulate-{time.strftime('%Y%m%d-%H%M%S')}-r{round_no}"
+        try:
+            with refresh_lock(self.settings.data_dir):
+                result = refresh(self.settings, seeded, run_dir=run_dir, embedder=embedder)
+        except TrainerError as exc:
+            timings["refresh"] = time.perf_counter() - started
+            out["refresh"] = {"status": "failed", "error": str(exc)}
+            self.say(f"round {round_no}: refresh failed: {exc}")
+            return out
+        timings["refresh"] = time.perf_counter() - started
+        out["refresh"] = _refresh_summary(result)
+        if result.candidate is None:
+            self.say(f"round {round_no}: refresh refused: {out['refresh'].get('error')}")
+            return out
+        candidate = result.candidate
+        out["candidate"] = candidate
+        gate = registry.gate(candidate)
+        out["gate"] = {
+            "passed": gate.passed,
+            "failed": [c.name for c in gate.checks if not c.passed],
+            "checks": gate.to_json()["checks"],
+        }
+        r = out["refresh"]
+        self.say(
+            f"round {round_no}: {candidate} in {timings['refresh']:.0f} s; similarity "
+            f"{r['similarity']['champion']:.3f} → {r['similarity']['candidate']:.3f}, KL {r['kl']:.2f}, "
+            f"gate {'passed' if gate.passed else 'FAILED ' + ', '.join(out['gate']['failed'])}"
+        )
+
+        def smoke(version: Any) -> None:
+            smoke_test(version, self.settings)
+
+        started = time.perf_counter()
+        registry.set_canary(
+            candidate,
+            self.cfg.canary_share,
+            actor=ACTOR,
+            smoke=smoke,
+            reason=f"simulation round {round_no}: canary the new candidate",
+        )
+        out["canary"] = {"version": candidate, "share": self.cfg.canary_share}
+        timings["canary"] = time.perf_counter() - started
+
+        self.say(
+            f"round {round_no}: {candidate} vs {champion} on {len(self.bank.heldout)} held-out questions"
+        )
+        started = time.perf_counter()
+        out["heldout"] = self.measure(round_no, champion, candidate)
+        timings["measure"] = time.perf_counter() - started
+        win = out["heldout"]["win_rate"]
+        self.say(f"round {round_no}: win rate {_pct(win)} {out['heldout']['outcomes']}")
+
+        started = time.perf_counter()
+        out["promotion"] = self.operate(registry, round_no, candidate, gate.passed, win, smoke)
+        timings["promote"] = time.perf_counter() - started
+        out["champion_after"] = registry.aliases()["champion"]
+        self.say(f"round {round_no}: {out['promotion']['action']}: {out['promotion']['reason']}")
+        return out
+
+    def operate(
+        self, registry: Any, round_no: int, candidate: str, passed: bool, win: float | None, smoke: Any
+    ) -> dict[str, Any]:
+        """Promote when the gate passed (or the operator overrides it); otherwise stop the canary."""
+        wins = f"wins {_pct(win)} of held-out side-by-side judgements"
+        if passed or self.cfg.override:
+            why = f"simulation round {round_no}: {wins}; gate {'passed' if passed else 'failed, overridden'}"
+            registry.promote(candidate, actor=ACTOR, reason=why, override=not passed, smoke=smoke)
+            return {"action": "promoted", "override": not passed, "reason": why}
+        why = f"simulation round {round_no}: gate failed ({wins}); canary stopped, champion kept"
+        registry.set_canary(None, 0.0, actor=ACTOR, reason=why)
+        return {"action": "kept champion", "override": False, "reason": why}
+
+
+def _reseeded(configs: RefreshConfigs, seed: int) -> RefreshConfigs:
+    return dataclasses.replace(
+        configs,
+        refresh=dataclasses.replace(configs.refresh, seed=seed),
+        reward=dataclasses.replace(configs.reward, seed=seed),
+        ppo=dataclasses.replace(configs.ppo, seed=seed),
+    )
+
+
+def _refresh_summary(result: Any) -> dict[str, Any]:
+    report = result.report
+    evaluation = report.get("evaluation") or {}
+    cand, champ = evaluation.get("candidate") or {}, evaluation.get("champion") or {}
+    policy = report.get("policy") or {}
+
+    def pair(key: str) -> dict[str, Any]:
+        return {"champion": champ.get(key), "candidate": cand.get(key)}
+
+    return {
+        "status": result.status,
+        "run_dir": str(result.run_dir),
+        "error": policy.get("refused"),
+        "kl": policy.get("kl_to_champion"),
+        "ppo_reward": {"first": policy.get("reward_first"), "last": policy.get("reward_last")},
+        "similarity": {**pair("similarity"), "delta": evaluation.get("delta_similarity")},
+        "citation_correct": pair("citation_correct"),
+        "length_tokens": pair("length_tokens"),
+        "reward_win_rate": evaluation.get("reward_win_rate"),
+        "length_drift": evaluation.get("length_drift"),
+        "timings_s": report.get("timings_s", {}),
+    }
+
+
+# -- the whole simulation -------------------------------------------------------------------------
+
+
+def simulate(
+    settings: Settings,
+    cfg: SimulationConfig,
+    configs: RefreshConfigs,
+    bank: QuestionBank,
+    *,
+    embedder: Any = None,
+    preference: Preference | None = None,
+    say: Callable[[str], None] = log.info,
+) -> dict[str, Any]:
+    """Run `cfg.rounds` rounds on the service under `settings.data_dir` (its index must exist), with
+    `preference` (default: `PREFERENCES[cfg.preference]`) as the employees' hidden taste."""
+    from fastapi.testclient import TestClient
+
+    from registry.registry import Registry
+    from service.app import create_app
+
+    if preference is None:
+        if cfg.preference not in PREFERENCES:
+            raise SimulationError(f"unknown preference {cfg.preference!r}; one of {', '.join(PREFERENCES)}")
+        preference = PREFERENCES[cfg.preference]()
+    people = employees(cfg.users, cfg.seed, cfg.noise)
+    tokens = settings.data_dir / "simulate" / "tokens.json"
+    tokens.parent.mkdir(parents=True, exist_ok=True)
+    tokens.write_text(json.dumps({p.token: {"user": p.user, "role": "employee"} for p in people}))
+    tokens.chmod(0o600)
+    app_settings = settings.model_copy(update={"tokens_file": tokens})
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": _machine(),
+        "simulation": {**cfg.to_json(), "preference": preference.name},
+        "trainer": configs.to_json(),
+        "service": {
+            "data_dir": str(settings.data_dir),
+            "model": settings.model or "bundled SmolLM2-135M-Instruct",
+            "device": settings.device,
+            "api": "in-process TestClient (service.app.create_app)",
+        },
+        "questions": {"train": [i.id for i in bank.train], "heldout": [i.id for i in bank.heldout]},
+        "rounds": [],
+    }
+    with TestClient(create_app(app_settings, embedder=embedder, mount_ui=False)) as client:
+        ready = client.get("/readyz")
+        if ready.status_code != 200:
+            raise SimulationError(f"the service is not ready: {ready.text[:300]}; run `kbloop ingest` first")
+        loop = Loop(client, app_settings, cfg, bank, preference, people, say)
+        for round_no in range(1, cfg.rounds + 1):
+            result["rounds"].append(loop.round(round_no, configs, embedder))
+    registry = Registry(settings.models_dir, settings.gate_thresholds())
+    result["history"] = [dataclasses.asdict(e) for e in reversed(registry.history(limit=1000))]
+    result["summary"] = summarize(result["rounds"], settings.gate_max_similarity_drop)
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+def summarize(rounds: Sequence[dict[str, Any]], max_similarity_drop: float) -> dict[str, Any]:
+    """The targets: ≥ 65% win rate after the first refresh, golden similarity down by at most the guard."""
+    wins = [r["heldout"]["win_rate"] for r in rounds if r.get("heldout")]
+    deltas = [r["refresh"]["similarity"]["delta"] for r in rounds if r.get("refresh", {}).get("similarity")]
+    first = wins[0] if wins else None
+    return {
+        "win_rates": wins,
+        "target_win_rate": TARGET_WIN_RATE,
+        "win_rate_target_met": first is not None and first >= TARGET_WIN_RATE,
+        "similarity_deltas": deltas,
+        "max_similarity_drop": max_similarity_drop,
+        "similarity_guard_met": bool(deltas)
+        and all(d is not None and d >= -max_similarity_drop for d in deltas),
+        "promotions": sum(1 for r in rounds if (r.get("promotion") or {}).get("action") == "promoted"),
+    }
+
+
+def _machine() -> dict[str, Any]:
+    import os
+    import platform
+
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def write_results(result: dict[str, Any], out: Path) -> Path | None:
+    """The JSON at `out` and the plot beside it (`.png`); the plot's path, or None without matplotlib."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("no plot: matplotlib is not installed (pip install matplotlib)")
+        return None
+    rounds = result["rounds"]
+    xs = [r["round"] for r in rounds]
+    nan = float("nan")
+
+    def series(get: Callable[[dict[str, Any]], Any]) -> list[float]:
+        values = []
+        for r in rounds:
+            try:
+                value = get(r)
+            except (KeyError, TypeError):
+                value = None
+            values.append(nan if value is None else float(value))
+        return values
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(
+        xs, series(lambda r: r["heldout"]["win_rate"]), "o-", label="win rate of the new model (held out)"
+    )
+    ax.plot(
+        xs, series(lambda r: r["feedback"]["thumbs_up_rate"]), "s-", label="thumbs-up rate, round's feedback"
+    )
+    ax.plot(
+        xs,
+        series(lambda r: r["heldout"]["would_thumbs_up"]["new"]),
+        "^--",
+        label="new model's held-out answers a user would thumb up",
+    )
+    ax.axhline(TARGET_WIN_RATE, ls="--", color="gray", lw=1, label=f"target {TARGET_WIN_RATE:.0%}")
+    ax.axhline(0.5, ls=":", color="silver", lw=1)
+    ax.set(
+        xlabel="round",
+        ylabel="rate",
+        ylim=(0, 1),
+        xticks=xs,
+        title=f"kbloop simulate ({result['simulation']['preference']})",
+    )
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    png = out.with_suffix(".png")
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def simulate_command(
+    rounds: Annotated[int, typer.Option(min=1, help="Feedback → refresh → canary → promote rounds.")] = 2,
+    questions: Annotated[int, typer.Option(min=0, help="Train questions asked per round (0 = all).")] = 24,
+    heldout: Annotated[int, typer.Option(min=1, help="Held-out questions for the win rate.")] = 10,
+    users: Annotated[int, typer.Option(min=2, help="Simulated employees.")] = 6,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Answer length (collection, PPO, evaluation).")] = 48,
+    ppo_iterations: Annotated[int, typer.Option(min=1, help="PPO rollout + update rounds.")] = 4,
+    reward_epochs: Annotated[int, typer.Option(min=1, help="Reward-model passes per refresh.")] = 2,
+    eval_limit: Annotated[int, typer.Option(min=0, help="Golden questions in the gate (0 = all).")] = 0,
+    preference: Annotated[str, typer.Option(help=f"Hidden preference: {', '.join(PREFERENCES)}.")] = (
+        "concise-cited"
+    ),
+    canary_share: Annotated[float, typer.Option(min=0, max=1, help="Canary share of conversations.")] = 0.5,
+    override: Annotated[bool, typer.Option(help="Promote candidates that fail the gate (audited).")] = False,
+    noise: Annotated[float, typer.Option(min=0, help="Employees' judgement noise (score units).")] = 0.05,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed: question split, employees, noise, training.")] = 0,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data dir (default KBLOOP_DATA_DIR); ingested.")
+    ] = None,
+    golden: Annotated[Path, typer.Option(help="Question bank: a golden-set JSONL.")] = GOLDEN,
+    out: Annotated[Path, typer.Option(help="Results JSON (the plot goes beside it, .png).")] = Path(
+        "bench/results/simulate.json"
+    ),
+) -> None:
+    """Simulated employees with a hidden preference use the API for several rounds of the loop; reports
+    the new model's held-out win rate, golden-set similarity, KL and thumbs-up rate per round."""
+    from service.settings import Settings
+    from trainer.prompts import load_golden
+
+    if preference not in PREFERENCES:
+        raise typer.BadParameter(f"--preference must be one of {', '.join(PREFERENCES)}")
+    settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    cfg = SimulationConfig(
+        rounds=rounds,
+        preference=preference,
+        users=users,
+        max_tokens=max_tokens,
+        canary_share=canary_share,
+        override=override,
+        noise=noise,
+        concurrency=concurrency,
+        seed=seed,
+    )
+    configs = refresh_configs(
+        max_tokens=max_tokens,
+        ppo_iterations=ppo_iterations,
+        reward_epochs=reward_epochs,
+        eval_limit=eval_limit,
+        device=settings.device,
+    )
+    try:
+        bank = QuestionBank.split(load_golden(golden), questions, heldout, seed)
+        result = simulate(settings, cfg, configs, bank, say=lambda m: typer.echo(m, err=True))
+    except TrainerError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
+    png = write_results(result, out)
+    summary = result["summary"]
+    typer.echo(json.dumps({"out": str(out), "plot": str(png) if png else None, **summary}, indent=2))
