@@ -36,14 +36,12 @@ class Fitted(Generic[T]):
     last: dict[str, float]
 
 
-def accelerator_for(device: Device, grad_accum: int = 1) -> Any:
+def accelerator_for(device: Device) -> Any:
+    """`fit` accumulates gradients itself (each micro-batch's loss divided by `grad_accum`), so accelerate's
+    own gradient accumulation, whose `backward` would divide the loss a second time, stays off."""
     from accelerate import Accelerator
 
-    return Accelerator(
-        cpu=device.device == "cpu",
-        mixed_precision=device.mixed_precision,
-        gradient_accumulation_steps=grad_accum,
-    )
+    return Accelerator(cpu=device.device == "cpu", mixed_precision=device.mixed_precision)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -95,7 +93,7 @@ def fit(
         step = int(state["step"])
         if extra_state is not None:
             extra_state.update(state.get("extra", {}))
-        run.truncate_metrics(step)
+    run.truncate_metrics(step)  # steps past the checkpoint (or all, without one) are done and logged again
 
     def save() -> None:
         if accelerator.is_main_process:

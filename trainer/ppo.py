@@ -206,9 +206,8 @@ class PPOTrainer:
         encoded, texts = [], []
         for row, prompt in enumerate(prompt_ids):
             response = out[row, ids.shape[1] :].tolist()
-            if self.eos in response:
+            if self.eos in response:  # generate pads only after a row's end-of-turn token
                 response = response[: response.index(self.eos) + 1]  # keep the end-of-turn token
-            response = [t for t in response if t != self.pad or t == self.eos] or [self.eos]
             encoded.append(Encoded(list(prompt) + response, len(prompt)))
             texts.append(self.tokenizer.decode(response, skip_special_tokens=True))
         return encoded, texts
@@ -223,9 +222,10 @@ class PPOTrainer:
     def forward(
         self, model: Any, rollouts: Rollouts | None, ids: torch.Tensor, attention: torch.Tensor, keep: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log-probs, values, logits) over the response window."""
+        """(log-probs, values, logits) over the response window, at the sampling temperature (the
+        distribution the rollouts were drawn from, which the PPO ratio is about)."""
         logits, values = model(ids, attention, keep)
-        logits = logits[:, :-1]  # (batch, keep-1, vocab)
+        logits = logits[:, :-1] / self.cfg.temperature  # (batch, keep-1, vocab)
         return token_logprobs(logits, labels_for(ids, keep)), values[:, :-1], logits
 
     @torch.no_grad()
@@ -244,7 +244,7 @@ class PPOTrainer:
                 ref_logits = self.unwrapped.policy(
                     input_ids=ids, attention_mask=attention, logits_to_keep=keep
                 ).logits
-        ref_logprobs = token_logprobs(ref_logits[:, :-1], labels_for(ids, keep))
+        ref_logprobs = token_logprobs(ref_logits[:, :-1] / self.cfg.temperature, labels_for(ids, keep))
         logprobs, values, ref_logprobs = logprobs.float(), values.float(), ref_logprobs.float()
         rewards, kl = kl_penalized_rewards(
             normalised.to(device), logprobs, ref_logprobs, mask, self.kl_ctl.value, self.cfg.kl_estimator
@@ -326,7 +326,7 @@ class PPOTrainer:
             self.kl_ctl.load_state_dict(saved["kl_ctl"])
             checkpoint.set_rng_state(saved["rng"])
             start, history = int(saved["iteration"]), saved["history"]
-            self.run.truncate_metrics(start)
+        self.run.truncate_metrics(start)  # iterations past the checkpoint (or all, without one) run again
         bar = tqdm(
             total=cfg.iterations,
             initial=start,

@@ -1,0 +1,186 @@
+"""trainer.ppo on a tiny model: a toy reward rises within a few iterations while the KL to the champion
+stays bounded; the adaptive KL coefficient follows the measured KL; an over-budget result is refused.
+
+The toy reward is a token bonus: one point per " cite" in the answer. `peaky_base` already samples that
+token now and then (~1 in 8 answers of 8 tokens), so every rollout batch carries some signal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from service.policy import load_policy
+from tests.trainer.synthetic import chat_prompt
+from trainer.config import PPOConfig
+from trainer.errors import TrainerError
+from trainer.models import hidden_size
+from trainer.ppo import PPOResult, PPOTrainer, Scorer, pick_prompts
+from trainer.runs import Run
+
+ALL_LINEAR = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+PROMPTS = [
+    chat_prompt(q) for q in ("Where is HR", "The VPN drops", "What does parking cost", "Is there a VPN")
+]
+CITES = Scorer(lambda prompts, responses: [float(r.count(" cite")) for r in responses])
+
+
+def config(**changes: Any) -> PPOConfig:
+    base = {
+        "device": "cpu",
+        "iterations": 6,
+        "rollout_batch": 16,
+        "mini_batch": 8,
+        "max_new_tokens": 8,
+        "ppo_epochs": 4,
+        "learning_rate": 3e-3,
+        "init_kl_coef": 0.2,
+        "adaptive_kl": False,
+        "kl_budget": 20.0,
+        "lora_targets": ALL_LINEAR,
+    }
+    return PPOConfig(**{**base, **changes})
+
+
+def trainer_for(base: Path, root: Path, cfg: PPOConfig, reward: Scorer = CITES) -> PPOTrainer:
+    return PPOTrainer(
+        base=str(base), parent_adapter=None, reward=reward, cfg=cfg, run=Run.open(root, "ppo", cfg.to_json())
+    )
+
+
+@pytest.fixture(scope="module")
+def learned(peaky_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[PPOTrainer, PPOResult]:
+    trainer = trainer_for(peaky_base, tmp_path_factory.mktemp("ppo") / "run", config())
+    return trainer, trainer.train(PROMPTS)
+
+
+def test_ppo_raises_the_reward_while_the_kl_stays_bounded(learned: tuple[PPOTrainer, PPOResult]) -> None:
+    trainer, result = learned
+    logged = trainer.run.metrics()
+    assert [m["step"] for m in logged] == [1, 2, 3, 4, 5, 6]
+    rewards, kls = [m["reward"] for m in logged], [m["kl"] for m in logged]
+    # ~0.1 " cite" per answer at the start; several per answer after 6 iterations
+    assert sum(rewards[-2:]) / 2 >= sum(rewards[:2]) / 2 + 2.0, rewards
+    assert kls[0] == pytest.approx(0.0, abs=1e-4)  # the first rollouts come from the champion itself
+    assert kls[-1] > 0.5 and max(kls) < 20.0, kls  # it moved away from the champion, within bounds
+    assert all(m["kl_coef"] == 0.2 for m in logged)  # fixed controller
+    assert result.published and result.metrics["kl_to_champion"] == kls[-1]
+    assert result.metrics["reward_first"] == rewards[0] and result.metrics["reward_last"] == rewards[-1]
+    manifest = trainer.run.manifest()
+    assert manifest["status"] == "succeeded" and manifest["publishable"] is True
+
+
+def test_ppo_publishes_the_policy_adapter_and_the_value_head(
+    learned: tuple[PPOTrainer, PPOResult], peaky_base: Path
+) -> None:
+    trainer, result = learned
+    assert result.adapter == trainer.run.output
+    head = torch.nn.Linear(hidden_size(trainer.unwrapped.policy), 1)
+    head.load_state_dict(torch.load(result.adapter / "value_head.pt", weights_only=True))
+    assert torch.equal(head.weight, trainer.unwrapped.value_head.state_dict()["weight"])
+    # the service loads the trained policy (not the frozen reference) from the published folder
+    served, tokenizer = load_policy(str(peaky_base), result.adapter, device="cpu")
+    ids = torch.tensor([tokenizer(PROMPTS[0], add_special_tokens=False)["input_ids"]])
+    policy = trainer.unwrapped.policy.eval()
+    with torch.no_grad():
+        assert torch.allclose(served(input_ids=ids).logits, policy(input_ids=ids).logits, atol=1e-4)
+        with policy.disable_adapter():
+            base_logits = policy(input_ids=ids).logits
+    assert not torch.allclose(served(input_ids=ids).logits, base_logits, atol=1e-2)
+
+
+@pytest.fixture(scope="module")
+def drifting(peaky_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[PPOTrainer, PPOResult]:
+    """Adaptive β with a tiny KL target, and a KL budget the run is sure to exceed."""
+    cfg = config(
+        iterations=4,
+        rollout_batch=8,
+        mini_batch=4,
+        max_new_tokens=6,
+        adaptive_kl=True,
+        target_kl=0.05,
+        kl_horizon=16,
+        kl_budget=0.01,
+    )
+    trainer = trainer_for(peaky_base, tmp_path_factory.mktemp("ppo-drift") / "run", cfg)
+    return trainer, trainer.train(PROMPTS)
+
+
+def test_adaptive_kl_coefficient_rises_while_the_kl_is_above_target(
+    drifting: tuple[PPOTrainer, PPOResult],
+) -> None:
+    trainer, _ = drifting
+    cfg, logged = trainer.cfg, trainer.run.metrics()
+    betas, kls = [m["kl_coef"] for m in logged], [m["kl"] for m in logged]
+    assert betas[0] == cfg.init_kl_coef
+    for i in range(len(logged) - 1):
+        # β ← β·(1 + clip(KL / target - 1, ±0.2)·n / horizon), n = 8 rollouts per iteration
+        error = min(max(kls[i] / cfg.target_kl - 1.0, -0.2), 0.2)
+        assert betas[i + 1] == pytest.approx(betas[i] * (1 + error * 8 / cfg.kl_horizon))
+    assert betas[1] < betas[0]  # the first rollouts have KL 0 < target: β falls
+    above = [i for i in range(len(logged) - 1) if kls[i] > 1.2 * cfg.target_kl]
+    assert above and all(betas[i + 1] > betas[i] for i in above)
+
+
+def test_a_result_over_the_kl_budget_is_refused(drifting: tuple[PPOTrainer, PPOResult]) -> None:
+    trainer, result = drifting
+    assert not result.published
+    manifest = trainer.run.manifest()
+    assert manifest["status"] == "succeeded" and manifest["publishable"] is False
+    refused = manifest["metrics"]["refused"]
+    assert "exceeds the budget 0.01" in refused and f"{result.metrics['kl_to_champion']:.2f}" in refused
+    assert (result.adapter / "adapter_model.safetensors").exists()  # kept for inspection
+
+
+def test_ppo_without_prompts_is_refused(tiny_base: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainerError, match="prompts"):
+        trainer_for(tiny_base, tmp_path / "run", config(lora_targets="q_proj")).train([])
+
+
+def test_pick_prompts_fills_the_batch_from_few_prompts() -> None:
+    picked = pick_prompts(["a", "b", "c"], 7, seed=1)
+    assert len(picked) == 7 and sorted(picked[:3]) == sorted(picked[3:6]) == ["a", "b", "c"]
+    assert pick_prompts(["a", "b", "c"], 7, seed=1) == picked  # seeded
+    many = [str(i) for i in range(20)]
+    assert len(set(pick_prompts(many, 8, seed=0))) == 8  # no repeats while there are enough
+
+
+def test_rollout_logprobs_follow_the_sampling_temperature(tiny_base: Path, tmp_path: Path) -> None:
+    """PPO's ratio needs the log-probs of the distribution the responses were sampled from."""
+    from transformers import AutoModelForCausalLM
+
+    cfg = config(temperature=0.5, rollout_batch=4, max_new_tokens=4, lora_targets="q_proj")
+    trainer = trainer_for(tiny_base, tmp_path / "run", cfg)
+    encoded, _ = trainer.generate(PROMPTS)
+    rollouts, _ = trainer.make_rollouts(encoded, torch.zeros(len(encoded)))
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_base)).eval()  # = the policy before any update
+    for row, enc in enumerate(encoded):
+        with torch.no_grad():
+            logits = base(input_ids=torch.tensor([enc.ids])).logits[0]
+        sampled = (logits[:-1] / 0.5).log_softmax(-1)  # position t - 1 scores token t
+        expected = [float(sampled[t - 1, enc.ids[t]]) for t in range(enc.prompt_len, len(enc.ids))]
+        got = rollouts.logprobs[row][rollouts.mask[row].bool()].tolist()
+        assert got == pytest.approx(expected, abs=1e-4)
+        assert rollouts.ref_logprobs[row][rollouts.mask[row].bool()].tolist() == pytest.approx(
+            expected, abs=1e-4
+        )
+
+
+def test_rollouts_keep_every_sampled_token_up_to_the_end_of_turn(
+    tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = trainer_for(tiny_base, tmp_path / "run", config(max_new_tokens=5, lora_targets="q_proj"))
+    pad, eos = trainer.pad, trainer.eos
+    assert pad != eos  # the tiny tokenizer pads with <|endoftext|>, a token the model can also sample
+    sampled = torch.tensor([[7, pad, 8, eos, pad], [9, 10, 11, 12, 13]])  # generate pads after an EOS
+
+    def generate(input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return torch.cat([input_ids, sampled], dim=1)
+
+    monkeypatch.setattr(trainer.unwrapped.policy, "generate", generate)
+    encoded, texts = trainer.generate(PROMPTS[:2])
+    assert [e.ids[e.prompt_len :] for e in encoded] == [[7, pad, 8, eos], [9, 10, 11, 12, 13]]
+    assert texts[1] == trainer.tokenizer.decode([9, 10, 11, 12, 13])
