@@ -374,14 +374,24 @@ class PPOTrainer:
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:  # the main process publishes
             return PPOResult(self.run.output, {}, False)
+        history["final_kl"] = self.measure_kl(prompts)
         return self.finish(history, last)
+
+    @torch.no_grad()
+    def measure_kl(self, prompts: Sequence[str]) -> float:
+        """KL(policy ‖ champion) per response of the policy as published: fresh samples from the final
+        policy (the per-iteration figure was measured before that iteration's update)."""
+        chosen = pick_prompts(prompts, self.cfg.rollout_batch, self.cfg.seed * 104729 + self.cfg.iterations)
+        encoded, _ = self.generate(chosen)
+        rollouts, kl = self.make_rollouts(encoded, torch.zeros(len(encoded)))
+        return float((kl * rollouts.mask).sum(dim=1).mean())
 
     def finish(self, history: dict[str, Any], last: dict[str, float]) -> PPOResult:
         cfg = self.cfg
         metrics = self.run.metrics()
         first_lengths = history.get("first_lengths") or [0.0]
         first_len = sum(first_lengths) / len(first_lengths)
-        final_kl = history["kl"][-1] if history["kl"] else 0.0
+        final_kl = history.get("final_kl", history["kl"][-1] if history["kl"] else 0.0)
         summary = {
             "iterations": cfg.iterations,
             "final": last,

@@ -67,7 +67,9 @@ def test_ppo_raises_the_reward_while_the_kl_stays_bounded(learned: tuple[PPOTrai
     assert kls[0] == pytest.approx(0.0, abs=1e-4)  # the first rollouts come from the champion itself
     assert kls[-1] > 0.5 and max(kls) < 20.0, kls  # it moved away from the champion, within bounds
     assert all(m["kl_coef"] == 0.2 for m in logged)  # fixed controller
-    assert result.published and result.metrics["kl_to_champion"] == kls[-1]
+    # the budget is checked on fresh samples of the final policy, not the last pre-update rollouts
+    assert result.published and 0.5 < result.metrics["kl_to_champion"] < 20.0
+    assert result.metrics["kl_to_champion"] != kls[-1]
     assert result.metrics["reward_first"] == rewards[0] and result.metrics["reward_last"] == rewards[-1]
     manifest = trainer.run.manifest()
     assert manifest["status"] == "succeeded" and manifest["publishable"] is True
