@@ -91,11 +91,14 @@ class ConciseCitedPreference:
     """Concise answers that cite the right source and state the reference's key facts.
 
     score = source·[a citation names a golden source] + facts·(share of key facts stated)
-            − uncited·[no [n] mark in the text] − length·(words beyond `concise_words`)"""
+            − uncited·[no [n] mark in the text] − length·(words beyond `concise_words`)
+    The facts weigh most: an answer that cites the right passage but says nothing useful ("[1] The
+    answer is: [2]") must not get a thumbs up. With SmolLM2-135M's answers (48 tokens) the scores
+    range from about −0.5 to 2; the bar of 1.2 takes the right source and ~10% of the facts, cited."""
 
     name: str = "concise-cited"
     source: float = 1.0
-    facts: float = 1.0
+    facts: float = 2.0
     uncited: float = 0.5
     length: float = 0.02
     concise_words: int = 60

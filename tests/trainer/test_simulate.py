@@ -68,12 +68,12 @@ def test_concise_cited_preference_by_hand() -> None:
     pref = ConciseCitedPreference()
     right = [{"source": "hr/offices.md"}]
     cited = "Suite 410 at 451 Congress Street [1]."
-    # right source (1.0) + 5/8 facts, cited, short
-    assert pref.score(HR.question, cited, right, HR) == pytest.approx(1.0 + 5 / 8)
-    # the same without the [1] mark and from another document: 5/8 - 0.5
-    assert pref.score(HR.question, cited[:-5], [{"source": "x.md"}], HR) == pytest.approx(5 / 8 - 0.5)
+    # right source (1) + 2 × 5/8 of the facts, cited, short
+    assert pref.score(HR.question, cited, right, HR) == pytest.approx(1 + 2 * 5 / 8)
+    # the same without the [1] mark and from another document
+    assert pref.score(HR.question, cited[:-5], [{"source": "x.md"}], HR) == pytest.approx(2 * 5 / 8 - 0.5)
     rambling = cited + " blah" * 70  # 77 words: 17 beyond 60
-    assert pref.score(HR.question, rambling, right, HR) == pytest.approx(1.0 + 5 / 8 - 0.02 * 17)
+    assert pref.score(HR.question, rambling, right, HR) == pytest.approx(1 + 2 * 5 / 8 - 0.02 * 17)
     assert pref.reasons(HR.question, "I do not know.", [], HR) == ["wrong_source", "incomplete"]
     assert pref.reasons(HR.question, rambling, right, HR) == ["too_long"]
 
