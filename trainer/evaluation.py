@@ -200,6 +200,16 @@ def evaluate_policy(
     return evaluate_answers(prompts, answers, embed, reward)
 
 
+def answer_prompts(
+    base: str, adapter: Path | None, prompts: Sequence[str], *, max_new_tokens: int = 96, device: str = "auto"
+) -> list[str]:
+    """Greedy answers of a version to rendered prompts (e.g. held-out logged prompts)."""
+    from service.policy import load_policy
+
+    model, tokenizer = load_policy(base, adapter, device)
+    return [text for text, _ in generate_answers(model, tokenizer, prompts, max_new_tokens=max_new_tokens)]
+
+
 def compare_reports(candidate: PolicyReport, champion: PolicyReport) -> dict[str, Any]:
     """Candidate vs champion: the deltas, length drift and the reward-hacking check (reward up while
     golden similarity goes down means the policy learned to please the reward model, not the users)."""

@@ -161,7 +161,13 @@ def refresh(
         if configs.evaluate:
             started = time.perf_counter()
             report["evaluation"] = _evaluate(
-                settings, configs, champion, phase_run.output, reward_folder, embedder
+                settings,
+                configs,
+                champion,
+                phase_run.output,
+                reward_folder,
+                embedder,
+                _heldout_prompts(data, configs.eval_limit or 16),
             )
             timings["evaluation"] = time.perf_counter() - started
         if configs.evaluate:
@@ -307,9 +313,12 @@ def _evaluate(
     candidate_adapter: Path,
     reward_folder: Path,
     embedder: Any,
+    heldout_prompts: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Candidate and champion on the same golden prompts, side by side."""
-    from trainer.evaluation import compare_reports, evaluate_policy
+    """Candidate and champion on the same golden prompts, side by side; and the reward model's verdict
+    between their answers to held-out logged prompts (prompts no training example of this run used)."""
+    from registry.gate import reward_win_rate
+    from trainer.evaluation import answer_prompts, compare_reports, evaluate_policy
     from trainer.ppo import reward_model_scorer
     from trainer.prompts import PromptRenderer, golden_prompts, load_golden
 
@@ -340,7 +349,34 @@ def _evaluate(
         {"id": c.id, "question": c.question, "champion": h.answer, "candidate": c.answer}
         for c, h in zip(candidate_report.questions, champion_report.questions, strict=True)
     ]
+    if heldout_prompts:
+
+        def answers(adapter: Path | None) -> list[str]:
+            return answer_prompts(
+                champion.base,
+                adapter,
+                heldout_prompts,
+                max_new_tokens=configs.eval_max_new_tokens,
+                device=configs.ppo.device,
+            )
+
+        old = answers(champion.adapter_path(settings.models_dir))
+        new = answers(candidate_adapter)
+        rate = reward_win_rate(
+            [float(x) for x in scorer(heldout_prompts, new)], [float(x) for x in scorer(heldout_prompts, old)]
+        )
+        comparison["reward_win_rate_golden"] = comparison["reward_win_rate"]
+        comparison["reward_win_rate"] = rate  # the gate's figure: held-out logged prompts
+        comparison["reward_win_rate_prompts"] = len(heldout_prompts)
     return comparison
+
+
+def _heldout_prompts(data: dict[str, Any], limit: int) -> list[str]:
+    """Distinct prompts of the held-out pairs and thumbs (split by prompt: never trained on)."""
+    seen: dict[str, str] = {}
+    for example in [*data["heldout_pairs"], *data["heldout_thumbs"]]:
+        seen.setdefault(example.prompt_id, example.prompt)
+    return list(seen.values())[:limit]
 
 
 def _publish(models: Any, champion: Any, phase_run: Run, run: Run, report: dict[str, Any]) -> str:
