@@ -1,7 +1,7 @@
 """Evaluate a policy version on the golden set, the way the service would answer it.
 
 For each golden question the prompt is rendered as the service renders it (trainer/prompts.py); the
-policy (base + optional LoRA adapter) answers greedily. Reported:
+policy (base + optional LoRA adapter) answers as served (temperature 0.3, fixed seed). Reported:
 - `similarity`: cosine similarity (0..1, clipped at 0) between the answer and the human answer, with the
   embedder the index uses (all-MiniLM-L6-v2 by default), mean over answerable questions;
 - `citation_correct`: share of answerable questions whose answer cites a passage from a golden source
@@ -23,6 +23,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from trainer.prompts import GoldenPrompt
+
+EVAL_TEMPERATURE = 0.3  # the service's default (service/api/chat.py)
 
 REFUSAL_PATTERNS = re.compile(
     r"does not cover|doesn't cover|not covered|no information|not (?:in|mentioned in) the (?:passages|"
@@ -80,9 +82,19 @@ def cites_source(answer: str, prompt: GoldenPrompt) -> bool:
 
 
 def generate_answers(
-    model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int = 8
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 8,
+    temperature: float = EVAL_TEMPERATURE,
+    seed: int = 0,
 ) -> list[tuple[str, int]]:
-    """Greedy answers (text, token count) to rendered prompts, in batches (left padding)."""
+    """Answers (text, token count) to rendered prompts, in batches (left padding), sampled as the service
+    samples by default (temperature 0.3) from a fixed seed, so two versions are compared on equal terms.
+    Greedy decoding is not used: SmolLM2-135M answers many golden prompts greedily with a bare list of
+    citation markers ("1. [1]\n2. [2]"), which is not what employees are served."""
     import torch
 
     from trainer.tokens import pad_left
@@ -95,11 +107,15 @@ def generate_answers(
             tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start : start + batch_size]
         ]
         ids, attention = pad_left(chunk, pad)
+        torch.manual_seed(seed + start)
         with torch.no_grad():
             generated = model.generate(
                 input_ids=ids.to(device),
                 attention_mask=attention.to(device),
-                do_sample=False,
+                do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None,
+                top_p=1.0,
+                top_k=0,
                 max_new_tokens=max_new_tokens,
                 eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=pad,
@@ -203,7 +219,7 @@ def evaluate_policy(
 def answer_prompts(
     base: str, adapter: Path | None, prompts: Sequence[str], *, max_new_tokens: int = 96, device: str = "auto"
 ) -> list[str]:
-    """Greedy answers of a version to rendered prompts (e.g. held-out logged prompts)."""
+    """Answers of a version (sampled as served, fixed seed) to rendered prompts, e.g. held-out logged ones."""
     from service.policy import load_policy
 
     model, tokenizer = load_policy(base, adapter, device)
