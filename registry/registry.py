@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -91,6 +92,7 @@ class Registry:
         self.path = models_dir / "registry.db"
         with self._connect() as conn:
             conn.executescript(SCHEMA)
+        with self._transaction() as conn:  # under the write lock: two first opens adopt once
             if conn.execute("SELECT count(*) FROM aliases").fetchone()[0] == 0:
                 self._adopt(conn)
         self._mirror()
@@ -138,7 +140,7 @@ class Registry:
         if aliases != self.models.aliases():
             self.models.root.mkdir(parents=True, exist_ok=True)
             path = self.models.root / "aliases.json"
-            tmp = path.with_name(f".aliases.json.{os.getpid()}.tmp")
+            tmp = path.with_name(f".aliases.json.{os.getpid()}.{threading.get_ident()}.tmp")
             with tmp.open("w") as fh:
                 json.dump(aliases, fh, indent=2)
                 fh.flush()
