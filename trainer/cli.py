@@ -13,7 +13,6 @@ import dataclasses
 import inspect
 import json
 import sys
-import time
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -116,10 +115,10 @@ def _settings() -> Any:
 
 
 def _run(output: Path | None, kind: str, cfg: Any) -> Any:
-    from trainer.runs import Run
+    from trainer.runs import Run, new_run_dir
 
     settings = _settings()
-    root = output or settings.data_dir / "runs" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = output or new_run_dir(settings.data_dir / "runs", kind)
     typer.echo(f"run folder: {root}", err=True)
     return Run.open(root, kind, cfg.to_json())
 

@@ -49,6 +49,15 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return [int(i) for i in torch.randperm(n, generator=generator)]
 
 
+def adamw(params: list[torch.nn.Parameter], *, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, fused (one kernel over all tensors) when every parameter's device supports it.
+
+    The per-tensor loop of the default implementation costs ~6x the fused step over the ~240 small LoRA
+    tensors of a SmolLM2 adapter on CPU; the update is the same AdamW."""
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
 def fit(
     *,
     model: Any,
@@ -72,7 +81,7 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = adamw(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     warmup = int(total * cfg.warmup_ratio)
 
     def schedule(step: int) -> float:  # linear warm-up, then linear decay to 10%

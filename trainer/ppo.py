@@ -34,7 +34,7 @@ from trainer.advantages import gae, kl_penalized_rewards
 from trainer.config import PPOConfig
 from trainer.errors import TrainerError
 from trainer.kl_control import AdaptiveKLController, FixedKLController
-from trainer.loop import accelerator_for
+from trainer.loop import accelerator_for, adamw
 from trainer.losses import (
     entropy_from_logits,
     masked_mean,
@@ -92,7 +92,11 @@ class PolicyWithValue(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, values) of the last `keep` positions: (batch, keep, vocab), (batch, keep)."""
         out = self.policy(
-            input_ids=ids, attention_mask=attention, logits_to_keep=keep, output_hidden_states=True
+            input_ids=ids,
+            attention_mask=attention,
+            logits_to_keep=keep,
+            output_hidden_states=True,
+            use_cache=False,
         )
         hidden = out.hidden_states[-1][:, -keep:]  # (batch, keep, hidden)
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)  # (batch, keep)
@@ -165,7 +169,7 @@ class PPOTrainer:
         head = ValueHead.create(hidden_size(policy), cfg.seed)
         self.model = PolicyWithValue(policy, head)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        optimizer = adamw(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.params = params
         self.reward = reward

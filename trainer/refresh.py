@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from trainer.config import DPOConfig, PPOConfig, RefreshConfig, RewardConfig, SFTConfig
 from trainer.errors import TrainerError
-from trainer.runs import Run, now, write_json
+from trainer.runs import Run, new_run_dir, now, write_json
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -99,7 +99,7 @@ def refresh(
     from service.versions import ModelDirectory
 
     cfg = configs.refresh
-    run_dir = run_dir or settings.data_dir / "runs" / f"refresh-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = run_dir or new_run_dir(settings.data_dir / "runs", "refresh")
     run = Run.open(run_dir, "refresh", configs.to_json())
     try:
         models = ModelDirectory(settings.models_dir)

@@ -99,7 +99,7 @@ def forward_scores(model: Any, seqs: Sequence[list[int]], pad_id: int) -> torch.
     """(n,) scalar rewards of right-padded sequences (the head reads the last non-pad token)."""
     device = next(model.parameters()).device
     ids, mask = pad_right(seqs, pad_id)
-    out = model(input_ids=ids.to(device), attention_mask=mask.to(device))
+    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
     return out.logits[:, 0].float()
 
 

@@ -51,6 +51,21 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def new_run_dir(runs: Path, kind: str) -> Path:
+    """A fresh, empty folder `runs/{kind}-{YYYYmmdd-HHMMSS}` (suffixed -2, -3, ... when that second is
+    taken), created here so two runs started in the same second never share (and resume) one folder."""
+    runs.mkdir(parents=True, exist_ok=True)
+    stem = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for n in range(1, 10_000):
+        root = runs / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            root.mkdir()
+        except FileExistsError:
+            continue
+        return root
+    raise TrainerError(f"no free run folder for {stem} in {runs}")
+
+
 class Run:
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -30,7 +30,7 @@ def response_logprobs(
     """
     first = int(response.float().argmax(dim=1).min()) if bool(response.any()) else ids.shape[1] - 1
     keep = ids.shape[1] - max(first - 1, 0)  # logits for positions first-1 .. seq-1
-    out = model(input_ids=ids, attention_mask=attention, logits_to_keep=keep)
+    out = model(input_ids=ids, attention_mask=attention, logits_to_keep=keep, use_cache=False)
     logits = out.logits[:, :-1]  # (batch, keep-1, vocab): predicts tokens first .. seq-1
     labels = ids[:, ids.shape[1] - keep + 1 :]  # (batch, keep-1)
     mask = response[:, ids.shape[1] - keep + 1 :]

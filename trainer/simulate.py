@@ -251,6 +251,7 @@ class Loop:
         from registry.registry import Registry
         from registry.smoke import smoke_test
         from trainer.refresh import refresh
+        from trainer.runs import new_run_dir
         from trainer.worker import refresh_lock
 
         registry = Registry(self.settings.models_dir, self.settings.gate_thresholds())
@@ -272,7 +273,7 @@ class Loop:
         self.say(f"round {round_no}: refresh (reward model → PPO → golden-set evaluation)")
         started = time.perf_counter()
         seeded = _reseeded(configs, self.cfg.seed + round_no - 1)
-        run_dir = self.settings.data_dir / "runs" / f"simulate-{time.strftime('%Y%m%d-%H%M%S')}-r{round_no}"
+        run_dir = new_run_dir(self.settings.data_dir / "runs", f"simulate-r{round_no}")
         try:
             with refresh_lock(self.settings.data_dir):
                 result = refresh(self.settings, seeded, run_dir=run_dir, embedder=embedder)

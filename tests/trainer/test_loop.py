@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from trainer.config import TrainConfig
-from trainer.loop import accelerator_for, epoch_order, fit
+from trainer.loop import accelerator_for, adamw, epoch_order, fit
 from trainer.models import pick_device
 from trainer.runs import Run
 
@@ -85,3 +85,20 @@ def test_fit_refuses_no_examples_and_no_trainable_parameters(tmp_path: Path) -> 
         fit_on(torch.nn.Linear(3, 1), [])
     with pytest.raises(ValueError, match="no trainable"):
         fit_on(torch.nn.Linear(3, 1).requires_grad_(False), examples())
+
+
+def test_adamw_is_fused_on_cpu_and_takes_the_same_step_as_the_loop() -> None:
+    torch.manual_seed(0)
+    weights = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(5))]
+    twins = [torch.nn.Parameter(w.detach().clone()) for w in weights]
+    fused = adamw(weights, lr=0.1, weight_decay=0.01)
+    plain = torch.optim.AdamW(twins, lr=0.1, weight_decay=0.01)
+    assert fused.param_groups[0]["fused"] is True
+    for _ in range(3):
+        for params, optimizer in ((weights, fused), (twins, plain)):
+            optimizer.zero_grad()
+            sum((p**2).sum() for p in params).backward()  # type: ignore[union-attr]
+            optimizer.step()
+    for w, t in zip(weights, twins, strict=True):
+        assert torch.allclose(w, t, atol=1e-6)
+        assert not torch.equal(w, torch.zeros_like(w))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trainer.errors import TrainerError
-from trainer.runs import Run
+from trainer.runs import Run, new_run_dir
 
 CONFIG = {"seed": 0, "learning_rate": 1e-4}
 
@@ -86,3 +86,12 @@ def test_metrics_tolerate_a_cut_last_line_and_truncate_drops_later_steps(tmp_pat
 
 def test_metrics_of_a_new_run_are_empty(tmp_path: Path) -> None:
     assert Run.open(tmp_path / "run", "reward", CONFIG).metrics() == []
+
+
+def test_new_run_dirs_started_in_the_same_second_are_distinct(tmp_path: Path) -> None:
+    first = new_run_dir(tmp_path / "runs", "refresh")
+    second = new_run_dir(tmp_path / "runs", "refresh")
+    assert first != second and first.is_dir() and second.is_dir()
+    assert first.name.startswith("refresh-") and second.name.startswith("refresh-")
+    run = Run.open(second, "refresh", {"a": 1})  # an empty fresh folder is a new run, not a resumed one
+    assert run.manifest()["status"] == "running" and "resumed" not in run.manifest()
