@@ -67,6 +67,8 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
             state.writer.close()  # commits what is queued
         if state.store is not None:
             state.store.close()
+        if state.data_lock is not None:
+            state.data_lock.release()
 
     app = FastAPI(title="kbloop", version="0.1.0", lifespan=lifespan)
     app.state.kbloop = state
@@ -106,11 +108,14 @@ def _start(state: AppState, embedder: Any) -> None:
     from feedback.store import Store
     from rag.search import Retriever
     from service.answering import Answerer
+    from service.datalock import hold_shared
     from service.policy import base_model_path
     from service.runtime import PolicyRuntime
     from service.versions import ModelDirectory
 
     settings = state.settings
+    # shared with other servers; `kbloop restore` refuses while a server holds it (service.datalock)
+    state.data_lock = hold_shared(settings.data_dir)
     state.store = Store(settings.database_path)
     state.writer = GroupCommit(state.store)
     state.retriever = Retriever(settings.resolved_index_dir, settings.rag_config(), embedder=embedder)

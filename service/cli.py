@@ -9,6 +9,7 @@ from feedback.cli import export_command
 from rag.cli import index_app
 from rag.cli import register as register_rag
 from registry.cli import models_app
+from service.backup_cli import backup_command, restore_command
 from service.serve_cli import serve_command
 from trainer.cli import eval_app, train_app, trainer_app
 from trainer.simulate import simulate_command
@@ -29,6 +30,8 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(trainer_app, name="trainer")
 app.add_typer(models_app, name="models")
 app.command("simulate")(simulate_command)
+app.command("backup")(backup_command)
+app.command("restore")(restore_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,6 +34,7 @@ class AppState:
     answerer: Answerer | None = None
     startup_error: str | None = None
     trainer: Any = None  # the background trainer's process (subprocess.Popen), when autostarted
+    data_lock: Any = None  # service.datalock.ServerLock: the server's shared lock on the data directory
 
 
 async def get_state(request: Request) -> AppState:
