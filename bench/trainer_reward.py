@@ -286,7 +286,7 @@ def run_ours(
     )
     return {
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "optimizer": "torch.optim.AdamW (defaults)",
+        "optimizer": "trainer.loop.adamw (torch AdamW, fused=True on CPU)",
         "last_loss": fitted.last.get("loss"),
         "sequences": [list(s) for item in items for s in item.seqs],
     }
