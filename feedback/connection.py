@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feedback.errors import StoreBusy, StoreCorrupt, StoreUnavailable
+from feedback.errors import StoreBusy, StoreCorrupt, StoreFull, StoreUnavailable
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -30,13 +30,7 @@ BUSY_TIMEOUT_S = 10.0
 
 _CORRUPT = {sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT}
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-_UNAVAILABLE = {
-    sqlite3.SQLITE_CANTOPEN,
-    sqlite3.SQLITE_PERM,
-    sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_FULL,
-}
+_UNAVAILABLE = {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR}
 
 
 @contextmanager
@@ -56,6 +50,11 @@ def sqlite_errors(path: Path) -> Iterator[None]:
             raise StoreBusy(
                 f"{path} stayed locked by another connection past the busy timeout ({exc}); retry, and "
                 "check that no process keeps a long write transaction open on it"
+            ) from exc
+        if primary == sqlite3.SQLITE_FULL:
+            raise StoreFull(
+                f"the disk holding {path} is full ({exc}); nothing of this write was stored: free some space "
+                "and retry (no restart needed)"
             ) from exc
         if primary in _UNAVAILABLE:
             raise StoreUnavailable(

@@ -16,6 +16,7 @@ class FeedbackErrorCode(StrEnum):
     SCHEMA_TOO_NEW = "schema_too_new"
     STORE_CORRUPT = "store_corrupt"
     STORE_UNAVAILABLE = "store_unavailable"
+    STORE_FULL = "store_full"
     STORE_BUSY = "store_busy"
     INVALID_RECORD = "invalid_record"
     INVALID_FILTER = "invalid_filter"
@@ -68,6 +69,13 @@ class StoreUnavailable(FeedbackError):
     """The database cannot be opened or written (permissions, disk full, store closed)."""
 
     code = FeedbackErrorCode.STORE_UNAVAILABLE
+
+
+class StoreFull(StoreUnavailable):
+    """The disk holding the database is full: the write was not stored, and storing works again once
+    space is freed (no restart needed)."""
+
+    code = FeedbackErrorCode.STORE_FULL
 
 
 class StoreBusy(FeedbackError):

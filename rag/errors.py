@@ -11,6 +11,7 @@ class RagErrorCode(StrEnum):
     INDEX_NOT_FOUND = "index_not_found"
     INDEX_CORRUPT = "index_corrupt"
     INDEX_LOCKED = "index_locked"
+    INDEX_WRITE_FAILED = "index_write_failed"
     EMBEDDER_UNAVAILABLE = "embedder_unavailable"
     MISSING_EXTRA = "missing_extra"
     INVALID_QUERY = "invalid_query"
@@ -44,6 +45,12 @@ class IndexCorrupt(RagError):
 
 class IndexLocked(RagError):
     code = RagErrorCode.INDEX_LOCKED
+
+
+class IndexWriteFailed(RagError):
+    """A new version could not be written (disk full, I/O error); the published one stays current."""
+
+    code = RagErrorCode.INDEX_WRITE_FAILED
 
 
 class EmbedderUnavailable(RagError):

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from rag.chunking import Chunk
-from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound, missing_extra
+from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound, IndexWriteFailed, missing_extra
 from rag.lexical import LexicalIndex
 
 FORMAT_VERSION = 1
@@ -191,6 +191,9 @@ def write_version(
         _fsync_tree(tmp)
         os.rename(tmp, final)
         _fsync_dir(versions)
+    except (OSError, RuntimeError) as exc:  # disk full, I/O error (faiss reports them as RuntimeError)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_failed(index_dir, f"index version {version}", exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -202,12 +205,29 @@ def publish(index_dir: Path, version: str) -> None:
     if not (version_dir(index_dir, version) / "manifest.json").exists():
         raise IndexNotFound(f"index version {version} does not exist")
     tmp = index_dir / f".{CURRENT}.{os.getpid()}.tmp"
-    with tmp.open("w") as fh:
-        fh.write(version + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, index_dir / CURRENT)
+    try:
+        with tmp.open("w") as fh:
+            fh.write(version + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, index_dir / CURRENT)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_failed(index_dir, f"the pointer to {version}", exc) from exc
     _fsync_dir(index_dir)
+
+
+def _write_failed(index_dir: Path, what: str, exc: Exception) -> IndexWriteFailed:
+    """The error for a write that failed, with the free space of the disk (numpy, for one, reports a
+    full disk only as a short write)."""
+    try:
+        free = f"{shutil.disk_usage(index_dir).free // 1024} kB free on its disk"
+    except OSError:
+        free = "free space unknown"
+    return IndexWriteFailed(
+        f"cannot write {what} in {index_dir} ({exc}; {free}); the published version stays current: "
+        "free some space and re-run `kbloop ingest`"
+    )
 
 
 def list_versions(index_dir: Path) -> list[str]:

@@ -20,7 +20,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from feedback.errors import ConflictError, FeedbackError, FeedbackErrorCode, InvalidInput, NotFoundError
+from feedback.errors import (
+    ConflictError,
+    FeedbackError,
+    FeedbackErrorCode,
+    InvalidInput,
+    NotFoundError,
+    StoreFull,
+)
 from rag.errors import IndexNotFound, InvalidQuery, RagError
 from service.api import answers, chat, feedback, health, models
 from service.api.deps import AppState
@@ -182,6 +189,8 @@ def _install_error_handlers(app: FastAPI, state: AppState) -> None:
         if isinstance(exc, ConflictError):
             return respond(409, exc.code.value, exc.message)
         log.error("store failed: %s", exc)
+        if isinstance(exc, StoreFull):  # 507 Insufficient Storage: retrying soon will not help
+            return respond(507, exc.code.value, exc.message, {"Retry-After": "60"})
         status = (
             503 if exc.code in (FeedbackErrorCode.STORE_BUSY, FeedbackErrorCode.STORE_UNAVAILABLE) else 500
         )

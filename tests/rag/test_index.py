@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rag.config import RagConfig
-from rag.errors import IndexCorrupt, IndexNotFound
+from rag.errors import IndexCorrupt, IndexNotFound, IndexWriteFailed
 from rag.index import CURRENT, collect_garbage, current_version, list_versions, load_version, write_version
 from rag.ingest import ingest
 from rag.search import Retriever
@@ -69,7 +69,7 @@ def test_crash_while_writing_leaves_current_untouched(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(rag.index.LexicalIndex, "build", staticmethod(explode))
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(IndexWriteFailed, match=r"No space left.*stays current"):
         ingest([corpus], index, RagConfig(), embedder=embedder)
     assert current_version(index) == first.version
     assert list_versions(index) == [first.version]
