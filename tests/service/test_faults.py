@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,12 +28,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from feedback import Store
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, REPO
 from tests.feedback.factory import make_record
 from tests.service.conftest import PARKING, ask
 
 pytestmark = pytest.mark.timeout(300)
 
+THREADS = 6
 USER = "local"  # the anonymous employee of a server bound to loopback without tokens
 
 
@@ -52,15 +57,14 @@ def check_registry(models: Path) -> None:
 
 def check_store(db: Path, votes: dict[str, str], corrections: set[str]) -> None:
     """integrity_check passes and every acknowledged vote and correction is stored."""
-    with Store(db) as store:
+    with Store(db) as store, store.snapshot() as conn:
         assert store.integrity_check()
-        stored_votes = {v.answer_id: v.value.value for v in store.list_votes(limit=1000)}
-        stored_corrections = {c.correction_id for c in store.list_corrections(limit=1000)}
+        stored_votes = dict(conn.execute("SELECT answer_id, value FROM votes").fetchall())
+        stored_corrections = {row[0] for row in conn.execute("SELECT correction_id FROM corrections")}
     missing = {a: v for a, v in votes.items() if stored_votes.get(a) != v}
     assert not missing, f"acknowledged votes missing: {missing}"
-    assert corrections <= stored_corrections, (
-        f"acknowledged corrections missing: {corrections - stored_corrections}"
-    )
+    lost = corrections - stored_corrections
+    assert not lost, f"acknowledged corrections missing: {lost}"
 
 
 # -- a full disk ----------------------------------------------------------------------------------
@@ -178,3 +182,199 @@ def test_ingest_into_a_full_disk_fails_cleanly_and_keeps_the_previous_version(
     second = ingest([corpus], index, RagConfig(), embedder=embedder)
     assert second.published and current_version(index) == second.version != first.version
     assert len(load_version(index).chunks) > len(load_version(index, first.version).chunks)
+
+
+# -- the server killed while it writes feedback ---------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    """`kbloop serve` in a process of its own, on the tiny model and the fixture index."""
+
+    def __init__(self, data: Path, index: Path, model: Path, log: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "KBLOOP_DATA_DIR": str(data), "KBLOOP_INDEX_DIR": str(index),
+               "KBLOOP_MODEL": str(model), "KBLOOP_DEVICE": "cpu", "KBLOOP_PORT": str(self.port),
+               "KBLOOP_MAX_TOKENS_DEFAULT": "8"}  # fmt: skip
+        self.log = log
+        with log.open("ab") as out:
+            command = [sys.executable, "-m", "service.cli", "serve", "--log-level", "warning"]
+            self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"the server exited:\n{self.log.read_text()[-3000:]}"
+            try:
+                r = httpx.get(f"{self.base}/readyz", timeout=5)
+                if r.status_code == 200:
+                    body: dict[str, Any] = r.json()
+                    return body
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"the server was not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+
+def test_server_killed_with_sigkill_during_feedback_writes_loses_no_acknowledged_write(
+    tmp_path: Path, fixture_index: Path, tiny_model_dir: Path
+) -> None:
+    data = tmp_path / "var"
+    with Store(data / "kbloop.db") as store:  # one transaction: seeding must not take a fsync each
+        store.run_batch(
+            [lambda i=i: store.record_answer(make_record(f"a-{i}", user_id=USER)) for i in range(3000)]
+        )
+    server = Server(data, fixture_index, tiny_model_dir, tmp_path / "server.log")
+    try:
+        server.wait_ready()
+        votes: dict[str, str] = {}  # answer -> the value acknowledged (each answer is voted on once)
+        corrections: set[str] = set()
+        unacknowledged = 0
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def hammer(k: int) -> None:
+            nonlocal unacknowledged
+            with httpx.Client(base_url=server.base, timeout=30) as http:
+                for n in range(k, 3000, THREADS):
+                    if stop.is_set():
+                        return
+                    value = ("up", "down")[n % 2]
+                    try:
+                        if n % 3:
+                            r = http.post(f"/api/answers/a-{n}/vote", json={"value": value})
+                        else:
+                            r = http.post(f"/api/answers/a-{n}/correction", json={"text": f"fixed {n}"})
+                    except httpx.TransportError:  # the server died with this request in flight
+                        with lock:
+                            unacknowledged += 1
+                        return
+                    assert r.status_code == 200, r.text
+                    with lock:
+                        if n % 3:
+                            votes[f"a-{n}"] = value
+                        else:
+                            corrections.add(r.json()["correction_id"])
+
+        threads = [threading.Thread(target=hammer, args=(k,)) for k in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 120
+        while len(votes) + len(corrections) < 300 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(server.proc.pid, signal.SIGKILL)  # mid-stream: the threads are still writing
+        server.proc.wait(timeout=30)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(votes) + len(corrections) >= 300, "the writes were too slow to reach the kill"
+        assert unacknowledged > 0, "no request was in flight when the server was killed"
+        check_store(data / "kbloop.db", votes, corrections)
+
+        server = Server(data, fixture_index, tiny_model_dir, tmp_path / "server.log")  # and it comes back
+        ready = server.wait_ready()
+        assert ready["checks"]["index"] == fixture_version(fixture_index)
+        r = httpx.post(f"{server.base}/api/answers/a-2999/vote", json={"value": "up"}, timeout=30)
+        assert r.status_code == 200, r.text
+    finally:
+        server.stop()
+    check_store(data / "kbloop.db", {**votes, "a-2999": "up"}, corrections)
+    check_registry(data / "models")
+
+
+def fixture_version(index: Path) -> str | None:
+    from rag.index import current_version
+
+    return current_version(index)
+
+
+# -- an ingest killed midway ----------------------------------------------------------------------
+
+KILLED_INGEST = """
+import sys, time
+import {module} as module
+
+real = module.{name}
+
+def paused(*args, **kwargs):
+    print("PAUSED", flush=True)  # the test kills the process here
+    time.sleep(120)
+    return real(*args, **kwargs)
+
+module.{name} = paused
+from service.cli import app
+app(["ingest", sys.argv[1], "--index", sys.argv[2], "--quiet"])
+"""
+
+
+@pytest.mark.slow  # the child process loads the bundled embedder: ~25 s each on 2 cores
+@pytest.mark.parametrize(
+    ("point", "module", "name", "expect"),
+    [
+        ("version files written, not yet renamed into place", "rag.index", "_fsync_tree", "old"),
+        ("version in place, CURRENT not yet moved", "rag.ingest", "publish", "old"),
+        ("CURRENT moved, old versions not yet collected", "rag.ingest", "collect_garbage", "new"),
+    ],
+)
+def test_ingest_killed_with_sigkill_leaves_a_complete_current_version(
+    tmp_path: Path, embedder: Any, point: str, module: str, name: str, expect: str
+) -> None:
+    from rag.config import RagConfig
+    from rag.index import current_version, list_versions, load_version
+    from rag.ingest import ingest
+    from rag.search import Retriever
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    index = tmp_path / "var" / "index"
+    old = ingest([corpus], index, RagConfig(), embedder=embedder).version
+    write_docs(corpus / "more", 30)
+    code = KILLED_INGEST.format(module=module, name=name)
+    child = subprocess.Popen([sys.executable, "-c", code, str(corpus), str(index)], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert child.stdout is not None and child.stderr is not None
+    try:
+        assert child.stdout.readline().strip() == "PAUSED", f"{point}: {child.stderr.read()[-3000:]}"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+
+    current = current_version(index)
+    if expect == "old":
+        assert current == old, point
+    else:
+        assert current != old and current in list_versions(index), point
+    if name == "_fsync_tree":
+        assert list((index / "versions").glob(".tmp-*")), "killed before the temporary version existed"
+    if name == "publish":
+        assert len(list_versions(index)) == 2  # the new version, complete, but not published
+    version = load_version(index)
+    assert version.version == current and len(version.chunks) == version.dense.ntotal
+    retriever = Retriever(index, RagConfig(), embedder=embedder)
+    assert retriever.search("parking permit cost", k=3).hits[0].source == "policies/parking.md"
+    if expect == "new":
+        assert retriever.search("office plant number 7 watered", k=1).hits[0].source == "more/policy-007.md"
+
+    again = ingest([corpus], index, RagConfig(), embedder=embedder)  # a re-run succeeds
+    assert current_version(index) == again.version
+    assert again.published == (expect == "old")
+    assert not list((index / "versions").glob(".tmp-*"))
+    hits = Retriever(index, RagConfig(), embedder=embedder).search("office plant number 7 watered", k=1).hits
+    assert hits[0].source == "more/policy-007.md"
