@@ -184,6 +184,27 @@ def test_ingest_into_a_full_disk_fails_cleanly_and_keeps_the_previous_version(
     assert len(load_version(index).chunks) > len(load_version(index, first.version).chunks)
 
 
+def test_backup_and_restore_on_a_full_disk_fail_cleanly(small_disk: Path, tmp_path: Path) -> None:
+    from service.backup import WriteFailed, backup, restore
+
+    big = tmp_path / "var"
+    seed_answers(big / "kbloop.db", 20)
+    (big / "runs" / "ppo-1").mkdir(parents=True)
+    (big / "runs" / "ppo-1" / "state.pt").write_bytes(os.urandom(5 * 1024 * 1024))  # over the 4 MB disk
+    with pytest.raises(WriteFailed, match="No space left on device"):
+        backup(big, small_disk / "bk")
+    assert not list(small_disk.iterdir()), "a failed backup left files behind"
+
+    backup(big, tmp_path / "bk")
+    small = small_disk / "var"
+    seed_answers(small / "kbloop.db", 3)
+    with pytest.raises(WriteFailed, match="left as it was"):
+        restore(tmp_path / "bk", small, force=True)
+    assert [p.name for p in small_disk.iterdir()] == ["var"], "a failed restore left its staging copy"
+    with Store(small / "kbloop.db") as store:
+        assert store.count_answers() == 3 and store.integrity_check()
+
+
 # -- the server killed while it writes feedback ---------------------------------------------------
 
 
