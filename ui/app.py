@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from ui import chat, compare, knowledge, models, operator
+from ui.uploads import UploadTypes
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -46,7 +47,7 @@ def build(app: AppState) -> gr.Blocks:
             # operators only; without tokens everyone is the local employee, so nobody is one
             operators = not app.auth.allow_anonymous
             with gr.Tab("Knowledge", id="knowledge", visible=operators):
-                knowledge.build(app, token)
+                knowledge.build(app, token, blocks)
             with gr.Tab("Operator", id="operator", visible=operators):
                 operator.build(app, token)
             with gr.Tab("Models", id="models", visible=operators):
@@ -55,7 +56,8 @@ def build(app: AppState) -> gr.Blocks:
 
 
 def mount(fastapi_app: FastAPI, app: AppState) -> None:
-    """Serve the UI at /ui on `fastapi_app`."""
+    """Serve the UI at /ui on `fastapi_app`; its upload route keeps only documents (ui.uploads)."""
+    fastapi_app.add_middleware(UploadTypes, path=f"{PATH}/gradio_api/upload", suffixes=knowledge.UPLOAD_TYPES)
     gr.mount_gradio_app(
         fastapi_app,
         build(app),

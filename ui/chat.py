@@ -17,7 +17,7 @@ import gradio as gr
 from feedback.votes import Reason
 from service.answering import Answer, ChatInput
 from ui import access
-from ui.errors import shown_to_user, user_message
+from ui.errors import shown_to_user, toast, user_message
 from ui.render import answer_markdown, markdown_text, preview
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ def build(app: AppState, token: gr.Textbox) -> None:
             failed = exc
         if failed is not None:
             yield current.chatbot(), current, text  # the question goes back into the box
-            raise gr.Error(user_message(failed)) from failed
+            raise toast(user_message(failed)) from failed
 
     def on_like(token_value: str, current: ChatSession, data: gr.LikeData) -> tuple[Any, ...]:
         with shown_to_user():

@@ -2,13 +2,20 @@
 
 The named errors of service/, feedback/ and rag/ carry messages written for users; anything else is
 logged and shown as an internal error (Gradio would otherwise show the raw exception text).
+Gradio renders an error toast's message as HTML, and messages quote what users typed or uploaded
+(file names, ids): `toast` escapes them.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 from feedback.errors import ConflictError, FeedbackError, InvalidInput, NotFoundError
 from rag.errors import IndexNotFound, InvalidQuery, RagError
@@ -45,6 +52,13 @@ def user_message(exc: BaseException) -> str:
     return INTERNAL
 
 
+def toast(message: str) -> gr.Error:
+    """A `gr.Error` that shows `message` as text (Gradio renders a toast's message as HTML)."""
+    import gradio as gr
+
+    return gr.Error(html.escape(message, quote=False))
+
+
 @contextmanager
 def shown_to_user() -> Iterator[None]:
     """Turn any error raised inside into a `gr.Error` toast with `user_message`."""
@@ -55,4 +69,4 @@ def shown_to_user() -> Iterator[None]:
     except gr.Error:
         raise
     except Exception as exc:
-        raise gr.Error(user_message(exc)) from exc
+        raise toast(user_message(exc)) from exc

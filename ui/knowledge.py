@@ -4,13 +4,22 @@ Uploaded files are saved under DATA_DIR/uploads and indexed together with the fo
 index was built from (its manifest's `roots`): rag.ingest treats the paths it is given as the whole
 corpus. Nothing is re-embedded that did not change, and the retriever picks the new version up on its
 next query.
+
+The paths an event hands to `add_documents` come from the client, and Gradio, mounted in another app,
+does not check them (its check runs only after `launch()`): it copies any server file, or downloads
+any URL, it is named into its cache. So only the files its upload route saved are read (the Blocks'
+`upload_file_set`), and only regular files, so an event crafted through Gradio's API cannot publish a
+server file as a document.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+import stat
+import tempfile
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +29,7 @@ import gradio as gr
 from rag.errors import IndexNotFound
 from rag.ingest import IngestReport, ingest
 from ui import access
-from ui.errors import shown_to_user
+from ui.errors import shown_to_user, toast
 from ui.render import code, markdown_text
 
 if TYPE_CHECKING:
@@ -80,8 +89,35 @@ def safe_name(name: str) -> str:
     base = Path(name.replace("\\", "/")).name
     cleaned = _UNSAFE_NAME.sub("_", base).strip(" .")
     if not cleaned or Path(cleaned).suffix.lower() not in UPLOAD_TYPES:
-        raise gr.Error(f"{name!r}: only {', '.join(UPLOAD_TYPES)} files can be added.")
+        raise toast(f"{name!r}: only {', '.join(UPLOAD_TYPES)} files can be added.")
     return cleaned
+
+
+def uploaded_file(path: str, uploaded: Collection[str]) -> int:
+    """The size of `path`, a regular file among the `uploaded` ones; gr.Error for anything else (a file
+    elsewhere, a symlink, a folder, a file gone)."""
+    refused = toast(f"{Path(path).name!r} was not uploaded through this page; upload it again.")
+    if path not in uploaded:
+        raise refused
+    try:
+        info = os.lstat(path)
+    except (OSError, ValueError):  # gone, or a NUL byte
+        raise refused from None
+    if not stat.S_ISREG(info.st_mode):
+        raise refused
+    return info.st_size
+
+
+def _copy_into(path: Path, folder: Path, name: str) -> None:
+    """Copy `path` to `folder/name` through a temporary file renamed over it: whatever was at that name
+    (a symlink included) is replaced, never written through."""
+    fd, partial = tempfile.mkstemp(dir=folder, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as out, path.open("rb") as source:
+            shutil.copyfileobj(source, out)
+        os.replace(partial, folder / name)
+    finally:
+        Path(partial).unlink(missing_ok=True)
 
 
 class _Bar:
@@ -118,23 +154,32 @@ class Added:
         return "\n".join(lines)
 
 
-def add_documents(app: AppState, token: str | None, files: Sequence[str], progress: ProgressFn) -> Added:
-    """Save the uploaded files (temporary paths, named as uploaded) and re-index."""
+def add_documents(
+    app: AppState,
+    token: str | None,
+    files: Sequence[str],
+    progress: ProgressFn,
+    *,
+    uploaded: Collection[str],
+) -> Added:
+    """Save the uploaded files (temporary paths, named as uploaded, each among the `uploaded` paths
+    Gradio's upload route saved) and re-index."""
     access.operator(app, token)
     retriever = access.retriever(app)
     if not files:
         raise gr.Error("Choose one or more files first.")
     limit = max_upload_bytes(app)
     staged = []
-    for path in map(Path, files):
+    for file in files:
+        path = Path(file)
         name = safe_name(path.name)
-        if path.stat().st_size > limit:
-            raise gr.Error(f"{name} is larger than {size_text(limit)}, the most one upload may be.")
+        if uploaded_file(file, uploaded) > limit:
+            raise toast(f"{name} is larger than {size_text(limit)}, the most one upload may be.")
         staged.append((path, name))
     target = uploads_dir(app)
     target.mkdir(parents=True, exist_ok=True)
     for path, name in staged:
-        shutil.copyfile(path, target / name)
+        _copy_into(path, target, name)
 
     index_dir = app.settings.resolved_index_dir
     try:
@@ -149,8 +194,9 @@ def add_documents(app: AppState, token: str | None, files: Sequence[str], progre
     return Added([name for _, name in staged], report)
 
 
-def build(app: AppState, token: gr.Textbox) -> gr.Button:
-    """The Knowledge tab's components and events (inside a `gr.Tab`); returns its refresh button."""
+def build(app: AppState, token: gr.Textbox, blocks: gr.Blocks) -> gr.Button:
+    """The Knowledge tab's components and events (inside a `gr.Tab` of `blocks`); returns its refresh
+    button."""
     cap = size_text(max_upload_bytes(app))
     gr.Markdown(f"Operators only. Add Markdown, text, HTML or PDF files (up to {cap} each).")
     with gr.Row():
@@ -175,7 +221,7 @@ def build(app: AppState, token: gr.Textbox) -> gr.Button:
         token_value: str, paths: list[str] | None, progress: gr.Progress = PROGRESS
     ) -> tuple[Any, ...]:
         with shown_to_user():
-            added = add_documents(app, token_value, paths or [], progress)
+            added = add_documents(app, token_value, paths or [], progress, uploaded=blocks.upload_file_set)
             text, rows = documents(app, token_value)
         return added.markdown(), None, text, rows
 

@@ -49,7 +49,9 @@ def test_lists_documents_and_adds_an_upload(state: AppState, tmp_path: Path) -> 
     upload.parent.mkdir()
     upload.write_text("# Bike policy\n\nBicycles are stored in the basement rack next to door B, free.\n")
     calls: list[tuple[Any, str]] = []
-    added = add_documents(state, OPERATOR, [str(upload)], lambda p, desc="": calls.append((p, desc)))
+    added = add_documents(
+        state, OPERATOR, [str(upload)], lambda p, desc="": calls.append((p, desc)), uploaded=[str(upload)]
+    )
 
     assert added.report.published and added.report.chunks_embedded >= 1
     assert (state.settings.data_dir / "uploads" / "Bike policy.md").exists()
@@ -69,9 +71,10 @@ def test_upload_limits(state: AppState, tmp_path: Path) -> None:
     assert max_upload_bytes(state) == int(state.settings.max_file_mb * 1024 * 1024)  # what ingest reads
     state.settings.max_file_mb = 0.001  # about 1 KB
     with pytest.raises(gr.Error, match="larger than"):
-        add_documents(state, OPERATOR, [str(big)], lambda *a, **k: None)
+        add_documents(state, OPERATOR, [str(big)], lambda *a, **k: None, uploaded=[str(big)])
+    exe = str(tmp_path / "x.exe")
     with pytest.raises(gr.Error, match="only"):
-        add_documents(state, OPERATOR, [str(tmp_path / "x.exe")], lambda *a, **k: None)
+        add_documents(state, OPERATOR, [exe], lambda *a, **k: None, uploaded=[exe])
     with pytest.raises(Forbidden):
-        add_documents(state, EMPLOYEE, [str(big)], lambda *a, **k: None)
+        add_documents(state, EMPLOYEE, [str(big)], lambda *a, **k: None, uploaded=[str(big)])
     assert not (state.settings.data_dir / "uploads").exists()
