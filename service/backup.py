@@ -276,13 +276,14 @@ def _backup_database(src: Path, dst: Path, rel: str) -> dict[str, Any]:
 
 
 def _open_source(src: Path) -> sqlite3.Connection:
-    """Read-only when SQLite allows it (a WAL database needs its shared-memory file for that)."""
+    """An ordinary connection (the last one to close removes the WAL files, as any would), read-only
+    where the database cannot be written (SQLite then leaves its -wal and -shm files behind)."""
     try:
-        conn = sqlite3.connect(src.as_uri() + "?mode=ro", uri=True, timeout=30)
+        conn = sqlite3.connect(src, timeout=30)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         return conn
     except sqlite3.OperationalError:
-        return sqlite3.connect(src, timeout=30)
+        return sqlite3.connect(src.as_uri() + "?mode=ro", uri=True, timeout=30)
 
 
 def integrity_check(path: Path) -> str:

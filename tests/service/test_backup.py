@@ -118,6 +118,7 @@ def test_round_trip_keeps_feedback_registry_and_a_searchable_index(
 
     before = snapshot(data)
     manifest = backup(data, tmp_path / "bk")
+    assert not list(data.rglob("*-wal")) and not list(data.rglob("*-shm"))  # nothing left beside them
 
     paths = {f["path"] for f in manifest["files"]}
     assert set(manifest["databases"]) == {"kbloop.db", "models/registry.db"}
