@@ -15,7 +15,7 @@ from trainer.config import RewardConfig
 from trainer.errors import TrainerError
 from trainer.models import load_reward_model, load_tokenizer, reward_stats
 from trainer.ppo import reward_model_scorer
-from trainer.reward import RewardResult, evaluate, load_for_scoring, score, train_reward
+from trainer.reward import RewardResult, evaluate, load_for_scoring, report_from_scores, score, train_reward
 from trainer.runs import Run
 
 TRAIN, HELDOUT = marker_pairs(48, seed=0), marker_pairs(64, seed=1)
@@ -115,3 +115,14 @@ def test_warm_start_continues_from_the_published_model(
 def test_no_data_is_refused(tiny_base: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainerError, match="pairs or thumbs"):
         train(tmp_path / "run", tiny_base, config(), pairs=[])
+
+
+def test_report_from_scores_by_hand() -> None:
+    # margins 2, -1, 0.5: two of three right; thumbs 1.0 (up), -2.0 (down), 0.5 (down): 2 of 3 right
+    report = report_from_scores([3.0, 0.0, 1.0], [1.0, 1.0, 0.5], [1.0, -2.0, 0.5], [True, False, False])
+    assert report["pairs"] == 3 and report["thumbs"] == 3
+    assert report["pair_accuracy"] == pytest.approx(2 / 3)
+    assert report["mean_margin"] == pytest.approx(0.5)
+    assert report["thumbs_accuracy"] == pytest.approx(2 / 3)
+    assert report["thumbs_auc"] == pytest.approx(1.0)  # the up vote outranks both down votes
+    assert report_from_scores([], []) == {"pairs": 0.0, "thumbs": 0.0}
