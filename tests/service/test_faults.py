@@ -344,7 +344,6 @@ app(["ingest", sys.argv[1], "--index", sys.argv[2], "--quiet"])
 """
 
 
-@pytest.mark.slow  # the child process loads the bundled embedder: ~25 s each on 2 cores
 @pytest.mark.parametrize(
     ("point", "module", "name", "expect"),
     [
