@@ -9,6 +9,7 @@ from feedback.errors import InvalidFilter
 from feedback.timestamps import normalize_timestamp
 
 MAX_PAGE = 1000
+MAX_OFFSET = 2**63 - 1  # SQLite's largest INTEGER
 
 
 def time_window(column: str, since: str | None, until: str | None) -> tuple[list[str], list[Any]]:
@@ -30,8 +31,8 @@ def time_window(column: str, since: str | None, until: str | None) -> tuple[list
 def check_page(limit: int, offset: int) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_PAGE:
         raise InvalidFilter(f"limit must be an integer in [0, {MAX_PAGE}], got {limit!r}; page with offset")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise InvalidFilter(f"offset must be an integer >= 0, got {offset!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidFilter(f"offset must be an integer in [0, {MAX_OFFSET}], got {offset!r}")
 
 
 def where(clauses: list[str]) -> str:

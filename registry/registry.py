@@ -35,7 +35,7 @@ from registry.errors import (
     UnknownVersion,
 )
 from registry.gate import GateResult, GateThresholds, evaluate_gate
-from service.versions import ModelDirectory, ModelVersion
+from service.versions import ModelDirectory, ModelVersion, is_version_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS aliases (
@@ -189,13 +189,15 @@ class Registry:
         aliases = self.aliases()
         name = aliases.get(version_id, version_id)
         folder = self.models.root / "versions" / name
-        if not (folder / "manifest.json").exists():
+        if not is_version_id(name) or not (folder / "manifest.json").exists():
             valid = sorted(aliases) + [v.id for v in self.models.versions()]
             raise UnknownVersion(f"unknown model version {version_id!r}; valid: {', '.join(valid) or 'none'}")
         return self.models.get(name)
 
     def report(self, version_id: str) -> dict[str, Any]:
         """The training report of a version (`training.json`), {} for the base or a hand-made one."""
+        if not is_version_id(version_id):
+            return {}
         path = self.models.root / "versions" / version_id / "training.json"
         try:
             data: dict[str, Any] = json.loads(path.read_text())

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
         _mount_ui(app, state)
     _install_error_handlers(app, state)
     _install_metrics_middleware(app, state)
+    app.add_middleware(SingleQueryValues, skip="/ui")
     app.add_middleware(
         BodyLimit,
         limit=settings.max_body_kb * 1024,
@@ -168,6 +170,9 @@ def _install_error_handlers(app: FastAPI, state: AppState) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8...): invalid, like bad JSON
+            message = f"{exc.detail}: send the body as UTF-8 JSON"
+            return respond(422, ServiceErrorCode.INVALID_REQUEST.value, message)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return respond(exc.status_code, code, str(exc.detail))
 
@@ -234,6 +239,29 @@ class RequestMetrics:
             self.state.metrics.request_latency.labels(path, scope.get("method", ""), str(status)).observe(
                 time.perf_counter() - started
             )
+
+
+class SingleQueryValues:
+    """422 for an API request that gives a query parameter twice (`?kind=sft&kind=thumbs`): every API
+    parameter takes one value, and FastAPI would silently keep the last. Paths under `skip` (the web
+    UI, Gradio's own parameters) are left alone."""
+
+    def __init__(self, app: ASGIApp, skip: str) -> None:
+        self.app = app
+        self.skip = skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if b"&" in query and not str(scope.get("path", "")).startswith(self.skip):
+            names = [name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                message = f"give each query parameter once: {', '.join(repeated)} appears more than once"
+                await JSONResponse(error_body("invalid_request", message), status_code=422)(
+                    scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)
 
 
 UI_UPLOAD_PATH = "/ui/gradio_api/upload"

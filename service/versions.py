@@ -4,12 +4,17 @@ A version is a folder DATA_DIR/models/versions/<id>/ with a `manifest.json` (bas
 adapter folder, parent, created, status). `v0001` is the base policy itself and is created on first
 start. Aliases (`champion`, `candidate`, `canary`) map to version ids in `aliases.json`, replaced
 atomically. The model registry (promotion history, gates) builds on this layout.
+
+Version ids and model names come from requests (`"model"` in a chat, the registry's routes): only
+names shaped like a version id (`is_version_id`) are looked up on disk, so `../../elsewhere` never
+reaches a manifest outside the versions folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +23,12 @@ from typing import Any
 from service.errors import ModelNotFound
 
 ALIASES = ("champion", "candidate", "canary")
+VERSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def is_version_id(name: str) -> bool:
+    """Whether `name` can be a version folder: letters, digits, `.`, `_`, `-`; no path, no `..`."""
+    return VERSION_ID.fullmatch(name) is not None and ".." not in name
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,8 @@ class ModelDirectory:
         return out
 
     def get(self, version_id: str) -> ModelVersion:
+        if not is_version_id(version_id):
+            raise self._not_found(version_id)
         manifest = self._versions / version_id / "manifest.json"
         try:
             return ModelVersion(**json.loads(manifest.read_text()))
@@ -94,7 +107,7 @@ class ModelDirectory:
         aliases = self.aliases()
         if name in aliases:
             return self.get(aliases[name])
-        if name and (self._versions / name / "manifest.json").exists():
+        if is_version_id(name) and (self._versions / name / "manifest.json").exists():
             return self.get(name)
         raise self._not_found(name)
 

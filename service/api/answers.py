@@ -8,13 +8,15 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from feedback.errors import AnswerNotFound, InvalidFilter
+from feedback.filters import MAX_OFFSET
 from service.api.deps import IdentityDep, OperatorDep, StoreDep
+from service.api.responses import errors
 from service.errors import InvalidRequest, NotFound
 
 router = APIRouter(tags=["answers"])
 
 
-@router.get("/api/answers/{answer_id}")
+@router.get("/api/answers/{answer_id}", responses=errors(401, 404, 422, 503))
 def get_answer(answer_id: str, identity: IdentityDep, store: StoreDep) -> dict[str, Any]:
     try:
         record = store.get_answer(answer_id)
@@ -25,7 +27,7 @@ def get_answer(answer_id: str, identity: IdentityDep, store: StoreDep) -> dict[s
     return asdict(record)
 
 
-@router.get("/api/answers")
+@router.get("/api/answers", responses=errors(401, 403, 422, 503))
 def list_answers(
     _operator: OperatorDep,
     store: StoreDep,
@@ -33,7 +35,7 @@ def list_answers(
     since: str | None = None,
     until: str | None = None,
     limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     """Recent answers with their provenance (operators only)."""
     try:

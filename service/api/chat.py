@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.answering import Answer, ChatInput, Delta
 from service.api.deps import AnswererDep, IdentityDep, StateDep
+from service.api.responses import errors
 from service.errors import InvalidRequest, ServiceError
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,27 @@ def _finish_reason(answer: Answer) -> str:
     return "length" if answer.finish_reason in ("length", "timeout") else "stop"
 
 
-@router.post("/v1/chat/completions", response_model=None)
+STREAMED = {
+    "description": "A `chat.completion`, or with `stream: true` `chat.completion.chunk` server-sent events.",
+    "content": {
+        "text/event-stream": {  # each event, as FastAPI documents its own streams
+            "itemSchema": {
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "data": {"type": "string", "description": "A chunk as JSON; the last is `[DONE]`."}
+                },
+            }
+        }
+    },
+}
+
+
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={200: STREAMED, **errors(401, 404, 413, 422, 503, 504)},
+)
 async def chat_completions(
     body: ChatCompletionRequest, identity: IdentityDep, answerer: AnswererDep, state: StateDep
 ) -> dict[str, Any] | StreamingResponse:

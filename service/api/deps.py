@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from feedback.group_commit import GroupCommit
 from feedback.store import Store
@@ -60,10 +61,20 @@ async def get_runtime(state: Annotated[AppState, Depends(get_state)]) -> PolicyR
     return state.runtime
 
 
+# Documents the bearer token in the OpenAPI schema (`security`); the header itself is read below, as is,
+# so that a wrong scheme gets its own message (service.auth).
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="A token from KBLOOP_TOKENS_FILE; none is needed on a loopback server without tokens.",
+)
+
+
 async def get_identity(
-    state: Annotated[AppState, Depends(get_state)], authorization: Annotated[str | None, Header()] = None
+    state: Annotated[AppState, Depends(get_state)],
+    request: Request,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
 ) -> Identity:
-    return state.auth.identify(authorization)
+    return state.auth.identify(request.headers.get("authorization"))
 
 
 async def get_operator(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:

@@ -21,8 +21,10 @@ from feedback.corrections import Correction
 from feedback.errors import AnswerNotFound
 from feedback.group_commit import GroupCommit
 from feedback.store import Store
-from feedback.votes import Vote
+from feedback.votes import Reason, Vote
+from service.api.chat import ChatMessage
 from service.api.deps import AnswererDep, AppState, IdentityDep, OperatorDep, StoreDep
+from service.api.responses import errors
 from service.auth import Identity
 from service.comparing import create_pair
 from service.errors import InvalidRequest, NotFound, NotReady
@@ -38,7 +40,7 @@ class VoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     value: Literal["up", "down", "none"]
-    reasons: list[str] = Field(default_factory=list, max_length=7)
+    reasons: list[Reason] = Field(default_factory=list, max_length=7)
     comment: str | None = Field(None, max_length=2000)
     idempotency_key: str | None = Field(None, max_length=128)
 
@@ -54,7 +56,7 @@ class CompareBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str | None = Field(None, min_length=1, max_length=4000)
-    messages: list[dict[str, str]] | None = Field(None, min_length=1, max_length=256)
+    messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=256)
     max_tokens: int | None = Field(None, ge=1, le=1024)
     idempotency_key: str | None = Field(None, max_length=128)
 
@@ -105,14 +107,33 @@ def _documented(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": _inlined(model.model_json_schema())}},
         },
         "parameters": [
             {"name": "answer_id", "in": "path", "required": True, "schema": {"type": "string"}},
             {**header, "name": "Idempotency-Key", "schema": {"type": "string", "maxLength": MAX_KEY_CHARS}},
-            {**header, "name": "authorization"},
         ],
+        "security": [{"HTTPBearer": []}],  # service.api.deps.BEARER
     }
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its `$defs` put in place: in an OpenAPI document `#/$defs/...` would
+    point at the document's root, where there are none."""
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    result: dict[str, Any] = inline(schema)
+    return result
 
 
 def _json(obj: Any) -> dict[str, Any]:
@@ -132,7 +153,11 @@ def _written(obj: Vote | Correction) -> Response:
 # commit's batches (feedback.group_commit) and are answered once their batch has committed.
 
 
-@router.post("/api/answers/{answer_id}/vote", openapi_extra=_documented(VoteBody))
+@router.post(
+    "/api/answers/{answer_id}/vote",
+    openapi_extra=_documented(VoteBody),
+    responses=errors(401, 404, 409, 413, 422, 503),
+)
 async def vote(request: Request) -> Response:
     """Thumbs up, down (with reasons and a comment) or `none` (withdrawn) on an answer you asked."""
     answer_id = request.path_params["answer_id"]
@@ -147,7 +172,11 @@ async def vote(request: Request) -> Response:
     return _written(await writer.run(write))
 
 
-@router.post("/api/answers/{answer_id}/correction", openapi_extra=_documented(CorrectionBody))
+@router.post(
+    "/api/answers/{answer_id}/correction",
+    openapi_extra=_documented(CorrectionBody),
+    responses=errors(401, 404, 409, 413, 422, 503),
+)
 async def correction(request: Request) -> Response:
     """The answer as it should have been (kept as an SFT demonstration)."""
     answer_id = request.path_params["answer_id"]
@@ -171,14 +200,17 @@ def _side(answer: Any) -> dict[str, Any]:
     }
 
 
-@router.post("/api/compare")
+@router.post("/api/compare", responses=errors(401, 404, 409, 413, 422, 503, 504))
 async def compare(
     body: CompareBody, identity: IdentityDep, answerer: AnswererDep, key: KeyHeader = None
 ) -> dict[str, Any]:
     """Two anonymous answers to one question; the model versions are revealed after the choice."""
     if body.messages is None and body.question is None:
         raise InvalidRequest("send a `question` or the conversation as `messages`")
-    messages = body.messages or [{"role": "user", "content": body.question or ""}]
+    if body.messages is not None:
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    else:
+        messages = [{"role": "user", "content": body.question or ""}]
     pair = await create_pair(
         answerer, identity, messages, max_tokens=body.max_tokens, idempotency_key=body.idempotency_key or key
     )
@@ -189,7 +221,7 @@ async def compare(
     }
 
 
-@router.post("/api/compare/{comparison_id}/choice")
+@router.post("/api/compare/{comparison_id}/choice", responses=errors(401, 404, 409, 413, 422, 503))
 async def choose(
     comparison_id: str, body: ChoiceBody, identity: IdentityDep, store: StoreDep, key: KeyHeader = None
 ) -> dict[str, Any]:
@@ -207,7 +239,7 @@ async def choose(
     }
 
 
-@router.get("/api/stats")
+@router.get("/api/stats", responses=errors(401, 403, 422, 503))
 async def stats(
     _operator: OperatorDep,
     store: StoreDep,
@@ -259,7 +291,16 @@ def export_to_text(
     return out.getvalue(), summary
 
 
-@router.get("/api/export")
+EXPORTED = {
+    "description": "JSONL (preferences, thumbs, sft) or CSV (the `.csv` kinds), as an attachment.",
+    "content": {
+        "application/x-ndjson": {"schema": {"type": "string"}},
+        "text/csv": {"schema": {"type": "string"}},
+    },
+}
+
+
+@router.get("/api/export", response_class=Response, responses={200: EXPORTED, **errors(401, 403, 422, 503)})
 async def export(
     _operator: OperatorDep,
     store: StoreDep,

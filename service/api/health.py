@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
 
 from service.api.deps import StateDep
 
@@ -17,7 +18,20 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, Any]
+    error: str | None = None
+
+
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={
+        200: {"model": Readiness, "description": "Ready: store, model and index."},
+        503: {"model": Readiness, "description": "Not ready; `checks` and `error` say why."},
+    },
+)
 def readyz(state: StateDep) -> dict[str, Any] | JSONResponse:
     checks: dict[str, Any] = {
         "store": state.store is not None,
@@ -37,6 +51,6 @@ def readyz(state: StateDep) -> dict[str, Any] | JSONResponse:
     return body if ready else JSONResponse(body, status_code=503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 def metrics(state: StateDep) -> Response:
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -11,12 +11,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from service.api.deps import AppState, IdentityDep, OperatorDep, RuntimeDep, StateDep
+from service.api.responses import errors
 from service.runtime import PolicyRuntime
 
 router = APIRouter(tags=["models"])
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=errors(401, 422, 503))
 def list_models(runtime: RuntimeDep, _identity: IdentityDep) -> dict[str, Any]:
     aliases = runtime.models.aliases()
     loaded = set(runtime.loaded())
@@ -89,7 +90,7 @@ async def _call(state: AppState, body: Any) -> Any:
         return _registry_error(exc)
 
 
-@router.get("/api/models")
+@router.get("/api/models", responses=errors(401, 403, 422))
 async def registry_list(state: StateDep, _operator: OperatorDep) -> Any:
     """Every version with its aliases, training report, gate result; the canary share."""
 
@@ -103,14 +104,14 @@ async def registry_list(state: StateDep, _operator: OperatorDep) -> Any:
     return await _call(state, body)
 
 
-@router.get("/api/models/history")
+@router.get("/api/models/history", responses=errors(401, 403, 422))
 async def registry_history(
     state: StateDep, _operator: OperatorDep, alias: str | None = None, limit: int = Query(100, ge=1, le=1000)
 ) -> Any:
     return await _call(state, lambda r: {"events": [_event(e) for e in r.history(alias, limit)]})
 
 
-@router.get("/api/models/{version_id}")
+@router.get("/api/models/{version_id}", responses=errors(401, 403, 404, 422))
 async def registry_show(version_id: str, state: StateDep, _operator: OperatorDep) -> Any:
     return await _call(state, lambda r: r.describe(version_id))
 
@@ -124,7 +125,7 @@ def _smoke(runtime: PolicyRuntime) -> Any:
     return smoke
 
 
-@router.post("/api/models/{version_id}/promote")
+@router.post("/api/models/{version_id}/promote", responses=errors(401, 403, 404, 409, 413, 422, 503))
 async def registry_promote(
     version_id: str, payload: PromoteBody, state: StateDep, operator: OperatorDep, runtime: RuntimeDep
 ) -> Any:
@@ -143,7 +144,7 @@ async def registry_promote(
     return await _call(state, body)
 
 
-@router.post("/api/models/rollback")
+@router.post("/api/models/rollback", responses=errors(401, 403, 409, 413, 422, 503))
 async def registry_rollback(
     payload: RollbackBody, state: StateDep, operator: OperatorDep, runtime: RuntimeDep
 ) -> Any:
@@ -152,7 +153,7 @@ async def registry_rollback(
     )
 
 
-@router.post("/api/models/canary")
+@router.post("/api/models/canary", responses=errors(401, 403, 404, 409, 413, 422, 503))
 async def registry_canary(
     payload: CanaryBody, state: StateDep, operator: OperatorDep, runtime: RuntimeDep
 ) -> Any:

@@ -105,7 +105,9 @@ def test_write_requests_are_checked_like_any_other(client: TestClient) -> None:
     assert 'route="/api/answers/{answer_id}/vote"' in metrics and 'status="422"' in metrics
     schema = client.get("/openapi.json").json()["paths"]["/api/answers/{answer_id}/vote"]["post"]
     assert schema["requestBody"]["content"]["application/json"]["schema"]["required"] == ["value"]
-    assert {p["name"] for p in schema["parameters"]} == {"answer_id", "Idempotency-Key", "authorization"}
+    assert {p["name"] for p in schema["parameters"]} == {"answer_id", "Idempotency-Key"}
+    chat = client.get("/openapi.json").json()["paths"]["/v1/chat/completions"]["post"]
+    assert schema["security"] == chat["security"] == [{"HTTPBearer": []}]  # the token, as elsewhere
 
 
 def test_concurrent_votes_share_commits_and_each_is_stored_once(client: TestClient) -> None:

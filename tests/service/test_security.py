@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -137,6 +138,36 @@ def test_the_api_takes_no_file_uploads(client: TestClient) -> None:
         for method, operation in operations.items():
             kinds = set(operation.get("requestBody", {}).get("content", {}))
             assert kinds <= {"application/json"}, (method, path, kinds)
+
+
+def test_model_names_never_reach_a_manifest_outside_the_versions_folder(
+    make_client: Callable[..., TestClient], tokens_file: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """`"model"` in a chat and the registry's version ids are looked up on disk: no path may escape."""
+    from registry.errors import UnknownVersion
+    from registry.registry import Registry
+
+    client = make_client(tokens_file=tokens_file)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "manifest.json").write_text(json.dumps({"id": "planted", "base": str(tiny_model_dir)}))
+    versions = client.app.state.kbloop.settings.models_dir / "versions"
+    escape = os.path.relpath(elsewhere, versions)  # ../../../elsewhere
+    assert (versions / escape / "manifest.json").exists()
+    for name in (escape, "../versions/v0001", "..", "v0001/../v0001", "v0001\x00"):
+        response = client.post(
+            "/v1/chat/completions", json=ask("Parking?", model=name, max_tokens=2), headers=EMP
+        )
+        assert response.status_code == 404, (name, response.text)
+        assert response.json()["error"]["code"] == "model_not_found"
+    registry = Registry(client.app.state.kbloop.settings.models_dir)
+    with pytest.raises(UnknownVersion):
+        registry.promote(escape, actor="olga", reason="x", override=True)
+    with pytest.raises(UnknownVersion):
+        registry.set_canary(escape, 0.5, actor="olga", reason="x")
+    assert registry.aliases() == {"champion": "v0001"}
+    ok = client.post("/v1/chat/completions", json=ask("Parking?", model="v0001", max_tokens=2), headers=EMP)
+    assert ok.status_code == 200
 
 
 # -- the UI's upload route -------------------------------------------------------------------------------
