@@ -88,15 +88,20 @@ def open_database(path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Data
 
 
 def _enable_wal(db: Database, busy_timeout_s: float) -> None:
+    enable_wal(db.conn, busy_timeout_s)
+
+
+def enable_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
     """Switch to WAL, retrying while other connections hold the file: SQLite answers a journal-mode
     change that cannot get its exclusive lock with SQLITE_BUSY at once, without the busy handler (two
-    processes opening a new database together hit this). Once in WAL, the mode is stored in the file
-    and this is a read."""
+    processes or threads opening a new database together hit this). Once in WAL, the mode is stored in
+    the file and this is a read."""
     deadline = time.monotonic() + busy_timeout_s
     pause = 0.001
     while True:
         try:
-            db.enable_wal()
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=wal")
             return
         except sqlite3.OperationalError as exc:
             if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _BUSY or time.monotonic() >= deadline:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from feedback.connection import enable_wal
 from registry.errors import (
     Conflict,
     GateFailed,
@@ -102,7 +103,7 @@ class Registry:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(conn, 30)  # two first opens at once: the mode switch does not wait by itself
         conn.execute("PRAGMA synchronous=FULL")
         try:
             yield conn

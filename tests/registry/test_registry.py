@@ -113,13 +113,18 @@ def test_a_corrupt_or_unloadable_version_never_becomes_champion(root: Path) -> N
 
 
 def test_two_operators_promoting_at_once_one_wins(root: Path) -> None:
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=60)  # a thread that dies early fails the test, never hangs it
     outcomes: dict[str, str] = {}
 
     def promote(version: str) -> None:
-        registry = Registry(root)
-        expected = registry.aliases()["champion"]  # both read v0001 before either writes
-        barrier.wait()
+        try:
+            registry = Registry(root)  # two first opens at once: both switch the new file to WAL
+            expected = registry.aliases()["champion"]  # both read v0001 before either writes
+            barrier.wait()
+        except BaseException as exc:
+            barrier.abort()
+            outcomes[version] = f"error: {exc!r}"
+            return
         try:
             registry.promote(version, actor=version, reason="race", override=True, expected_champion=expected)
             outcomes[version] = "won"
