@@ -42,7 +42,6 @@ import os
 import platform
 import random
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -60,9 +59,10 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bench.feedback import REASONS, free_port, seed_answers  # noqa: E402  (the feedback bench's seeding)
+
 CORPUS = REPO / "examples" / "acme-handbook"
 KINDS = ("chat", "stream", "compare", "choice", "vote", "correction")
-REASONS = ["incorrect", "outdated", "incomplete", "not_helpful", "wrong_source", "too_long", "unsafe"]
 MAX_ATTEMPTS = 20  # per request, counting the retries after a 503 with Retry-After
 MAX_RETRY_WAIT_S = 30.0
 
@@ -143,12 +143,6 @@ class Failed(Exception):
 # --- the server -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def server_env(data: Path, port: int, args: argparse.Namespace, model: str) -> dict[str, str]:
     env = {
         **os.environ,
@@ -177,42 +171,6 @@ def ingest(env: dict[str, str]) -> float:
         stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - started
-
-
-def seed_answers(db: Path, n: int) -> list[str]:
-    """n stored answers of the local user, to vote on before the run has produced its own."""
-    from feedback.records import AnswerRecord, RetrievedChunk
-    from feedback.store import Store
-    from feedback.timestamps import utc_now
-
-    ids = [f"seed-{i:06d}" for i in range(n)]
-    with Store(db) as store:
-        for i, answer_id in enumerate(ids):
-            store.record_answer(
-                AnswerRecord(
-                    answer_id=answer_id,
-                    conversation_id=f"seed-c-{i}",
-                    user_id="local",
-                    created_at=utc_now(),
-                    model_version="v0001",
-                    index_version="seed",
-                    prompt_template_hash="seed",
-                    question=f"question {i}?",
-                    messages=[{"role": "user", "content": f"question {i}?"}],
-                    prompt=f"[1] passage {i}\n\nQuestion: question {i}?",
-                    answer=f"answer {i} [1]",
-                    refused=False,
-                    confidence=0.9,
-                    retrieved=[RetrievedChunk(1, f"chunk-{i}", "doc.md", "Section", 0.5)],
-                    citations=[],
-                    generation={"temperature": 0.3},
-                    prompt_tokens=50,
-                    completion_tokens=5,
-                    latency_ms={"total": 100.0},
-                    finish_reason="stop",
-                )
-            )
-    return ids
 
 
 async def wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 600) -> None:

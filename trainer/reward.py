@@ -193,11 +193,24 @@ def evaluate(
     batch_size: int = 8,
 ) -> dict[str, float]:
     """Pairwise accuracy and calibration on pairs; accuracy and AUC on thumbs."""
-    prompts = [p.prompt for p in pairs] * 2 + [t.prompt for t in thumbs]
-    completions = [p.chosen for p in pairs] + [p.rejected for p in pairs] + [t.completion for t in thumbs]
-    s = score(model, tokenizer, prompts, completions, max_length=max_length, batch_size=batch_size)
+    s = score_examples(model, tokenizer, pairs, thumbs, max_length=max_length, batch_size=batch_size)
     n = len(pairs)
     return report_from_scores(s[:n], s[n : 2 * n], s[2 * n :], [bool(t.label) for t in thumbs])
+
+
+def score_examples(
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[Pair],
+    thumbs: Sequence[Thumb] = (),
+    *,
+    max_length: int = 512,
+    batch_size: int = 8,
+) -> list[float]:
+    """Raw rewards in one pass: every pair's chosen, then every pair's rejected, then every thumb."""
+    prompts = [p.prompt for p in pairs] * 2 + [t.prompt for t in thumbs]
+    completions = [p.chosen for p in pairs] + [p.rejected for p in pairs] + [t.completion for t in thumbs]
+    return score(model, tokenizer, prompts, completions, max_length=max_length, batch_size=batch_size)
 
 
 @dataclass(frozen=True)
@@ -250,15 +263,7 @@ def train_reward(
     sample_pairs = rng.sample(list(pairs), min(len(pairs), cfg.stats_sample))
     sample_thumbs = rng.sample(list(thumbs), min(len(thumbs), max(cfg.stats_sample // 2, 1)))
     n = len(sample_pairs)
-    raw = score(
-        model,
-        tokenizer,
-        [p.prompt for p in sample_pairs] * 2 + [t.prompt for t in sample_thumbs],
-        [p.chosen for p in sample_pairs]
-        + [p.rejected for p in sample_pairs]
-        + [t.completion for t in sample_thumbs],
-        max_length=cfg.max_length,
-    )
+    raw = score_examples(model, tokenizer, sample_pairs, sample_thumbs, max_length=cfg.max_length)
     mean = sum(raw) / len(raw)
     std = math.sqrt(sum((x - mean) ** 2 for x in raw) / max(1, len(raw) - 1)) or 1.0
     stats = {"mean": mean, "std": std}
