@@ -115,12 +115,18 @@ def _settings() -> Any:
 
 
 def _run(output: Path | None, kind: str, cfg: Any) -> Any:
+    import os
+
     from trainer.runs import Run, new_run_dir
 
+    if output is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # each process would name its own folder; they must share one (and its checkpoint)
+        raise _fail("several processes (accelerate launch, torchrun) share one run folder: pass --output")
     settings = _settings()
     root = output or new_run_dir(settings.data_dir / "runs", kind)
-    typer.echo(f"run folder: {root}", err=True)
-    return Run.open(root, kind, cfg.to_json())
+    if _is_main():
+        typer.echo(f"run folder: {root}", err=True)
+    return Run.open(root, kind, cfg.to_json(), main=_is_main())
 
 
 def _parent(name: str) -> tuple[Any, Any, Path | None]:

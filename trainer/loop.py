@@ -102,7 +102,8 @@ def fit(
         step = int(state["step"])
         if extra_state is not None:
             extra_state.update(state.get("extra", {}))
-    run.truncate_metrics(step)  # steps past the checkpoint (or all, without one) are done and logged again
+    if accelerator.is_main_process:
+        run.truncate_metrics(step)  # steps past the checkpoint (or all, without one) are logged again
 
     def save() -> None:
         if accelerator.is_main_process:

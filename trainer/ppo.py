@@ -330,7 +330,8 @@ class PPOTrainer:
             self.kl_ctl.load_state_dict(saved["kl_ctl"])
             checkpoint.set_rng_state(saved["rng"])
             start, history = int(saved["iteration"]), saved["history"]
-        self.run.truncate_metrics(start)  # iterations past the checkpoint (or all, without one) run again
+        if self.accelerator.is_main_process:
+            self.run.truncate_metrics(start)  # iterations past the checkpoint (or all, without one) run again
         bar = tqdm(
             total=cfg.iterations,
             initial=start,

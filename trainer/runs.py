@@ -71,9 +71,14 @@ class Run:
         self.root = root
 
     @classmethod
-    def open(cls, root: Path, kind: str, config: dict[str, Any]) -> Run:
-        """A new run in `root`, or the same run resumed when `root` holds one with this config."""
+    def open(cls, root: Path, kind: str, config: dict[str, Any], *, main: bool = True) -> Run:
+        """A new run in `root`, or the same run resumed when `root` holds one with this config.
+
+        The secondary processes of a multi-process launch (`main=False`) only read the folder (its
+        checkpoint): the main process alone writes the config, manifest and metrics."""
         run = cls(root)
+        if not main:
+            return run
         if (root / "config.json").exists():
             old = json.loads((root / "config.json").read_text())
             if old != json.loads(json.dumps(config, default=str)):
@@ -137,7 +142,7 @@ class Run:
         """Drop metric lines past the checkpoint a resumed run restarts from (they are logged again)."""
         kept = [m for m in self.metrics() if int(m.get("step", 0)) <= after_step]
         path = self.root / "metrics.jsonl"
-        tmp = path.with_name(".metrics.jsonl.tmp")
+        tmp = path.with_name(f".metrics.jsonl.{os.getpid()}.tmp")
         tmp.write_text("".join(json.dumps(m) + "\n" for m in kept))
         os.replace(tmp, path)
 

@@ -45,3 +45,24 @@ def test_two_processes_train_and_publish_one_reward_model(tmp_path: Path, tiny_b
     assert train_pairs >= 20 and steps == list(range(1, 2 * per_epoch + 1))
     assert (out / "output" / "kbloop_reward.json").exists()
     shutil.rmtree(tmp_path / "var", ignore_errors=True)
+
+
+def test_a_launch_without_output_is_refused_clearly(tmp_path: Path, tiny_base: Path) -> None:
+    # each process would name its own run folder (and miss the others' checkpoint)
+    pairs = tmp_path / "pairs.jsonl"
+    row = {"prompt": "Where is HR?", "chosen": "Suite 410", "rejected": "No idea"}
+    pairs.write_text(json.dumps(row) + "\n")
+    env = {
+        **os.environ,
+        "KBLOOP_DATA_DIR": str(tmp_path / "var"),
+        "KBLOOP_MODEL": str(tiny_base),
+        "WORLD_SIZE": "2",
+        "RANK": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "trainer", "reward", "--from-jsonl", str(pairs), "--device", "cpu"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "pass --output" in done.stderr
+    assert not (tmp_path / "var" / "runs").exists()

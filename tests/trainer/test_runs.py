@@ -95,3 +95,24 @@ def test_new_run_dirs_started_in_the_same_second_are_distinct(tmp_path: Path) ->
     assert first.name.startswith("refresh-") and second.name.startswith("refresh-")
     run = Run.open(second, "refresh", {"a": 1})  # an empty fresh folder is a new run, not a resumed one
     assert run.manifest()["status"] == "running" and "resumed" not in run.manifest()
+
+
+def test_a_secondary_process_reads_the_folder_and_writes_nothing(tmp_path: Path) -> None:
+    # under torchrun/accelerate launch every process opens the run; two writers raced on metrics.jsonl
+    main = Run.open(tmp_path / "run", "reward", CONFIG)
+    main.log(1, {"loss": 1.0})
+    main.log(2, {"loss": 0.5})
+    before = {p.name: p.read_bytes() for p in main.root.iterdir()}
+    other = Run.open(tmp_path / "run", "reward", CONFIG, main=False)
+    assert other.checkpoint_dir == main.checkpoint_dir
+    assert {p.name: p.read_bytes() for p in main.root.iterdir()} == before
+    assert "resumed" not in main.manifest()  # the fresh run is not stamped as resumed by another process
+
+
+def test_truncating_metrics_keeps_steps_up_to_the_checkpoint(tmp_path: Path) -> None:
+    run = Run.open(tmp_path / "run", "reward", CONFIG)
+    for step in (1, 2, 3):
+        run.log(step, {"loss": 1.0 / step})
+    run.truncate_metrics(2)
+    assert [m["step"] for m in run.metrics()] == [1, 2]
+    assert sorted(p.name for p in run.root.iterdir()) == ["config.json", "manifest.json", "metrics.jsonl"]
