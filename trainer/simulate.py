@@ -64,6 +64,7 @@ class SimulationConfig:
     rounds: int = 2
     preference: str = "concise-cited"
     users: int = 6
+    asks: int = 1  # times each train question is asked (and compared) per round, by different employees
     max_tokens: int = 48  # answer length, in collection and measurement alike
     canary_share: float = 0.5
     override: bool = False  # promote a candidate that failed the gate (recorded as an override)
@@ -76,16 +77,31 @@ class SimulationConfig:
 
 
 def refresh_configs(
-    *, max_tokens: int, ppo_iterations: int, reward_epochs: int, eval_limit: int, device: str = "auto"
+    *,
+    max_tokens: int,
+    ppo_iterations: int,
+    reward_epochs: int,
+    eval_limit: int,
+    device: str = "auto",
+    algo: str = "ppo",
+    ppo_rollouts: int = 8,
+    ppo_temperature: float = 1.0,
 ) -> RefreshConfigs:
     """The trainer's configs for a simulation on the default models (CPU defaults otherwise)."""
     from trainer.config import PPOConfig, RefreshConfig, RewardConfig
     from trainer.refresh import RefreshConfigs
 
+    ppo = PPOConfig(
+        iterations=ppo_iterations,
+        rollout_batch=ppo_rollouts,
+        temperature=ppo_temperature,
+        max_new_tokens=max_tokens,
+        device=device,  # type: ignore[arg-type]
+    )
     return RefreshConfigs(
-        refresh=RefreshConfig(),
+        refresh=RefreshConfig(algo=algo),  # type: ignore[arg-type]
         reward=RewardConfig(epochs=reward_epochs, device=device),  # type: ignore[arg-type]
-        ppo=PPOConfig(iterations=ppo_iterations, max_new_tokens=max_tokens, device=device),  # type: ignore[arg-type]
+        ppo=ppo,
         eval_limit=eval_limit,
         eval_max_new_tokens=max_tokens,
     )
@@ -138,15 +154,15 @@ class Loop:
         return self.pref.score(item.question, answer["text"], answer.get("citations") or [], item)
 
     def collect(self, round_no: int) -> dict[str, Any]:
-        """One vote and one side-by-side choice per train question, by two different employees."""
+        """`asks` votes and side-by-side choices per train question, each by another employee."""
         n, cfg = len(self.people), self.cfg
 
-        def vote(job: tuple[int, GoldenItem]) -> dict[str, Any]:
-            i, item = job
-            who = self.people[(i + round_no) % n]
+        def vote(job: tuple[int, int, GoldenItem]) -> dict[str, Any]:
+            i, k, item = job
+            who = self.people[(i + round_no + 2 * k) % n]
             answer = _ask(self.client, who, item.question, cfg.max_tokens, model="champion")
             score = self._score(item, answer)
-            value = who.thumbs(self.pref, score, self._rng(round_no, "vote", item.id), cfg.noise)
+            value = who.thumbs(self.pref, score, self._rng(round_no, "vote", item.id, k), cfg.noise)
             reasons = self.pref.reasons(item.question, answer["text"], answer["citations"], item)
             body = {"value": value, "reasons": reasons if value == "down" else []}
             _ok(self.client.post(f"/api/answers/{answer['answer_id']}/vote", json=body, headers=who.headers))
@@ -158,16 +174,16 @@ class Loop:
                 "words": len(answer["text"].split()),
             }
 
-        def compare(job: tuple[int, GoldenItem]) -> dict[str, Any]:
-            i, item = job
-            who = self.people[(i + round_no + 1) % n]
+        def compare(job: tuple[int, int, GoldenItem]) -> dict[str, Any]:
+            i, k, item = job
+            who = self.people[(i + round_no + 2 * k + 1) % n]
             body = {"question": item.question, "max_tokens": cfg.max_tokens}
             response = self.client.post("/api/compare", json=body, headers=who.headers)
             if response.status_code == 422:  # the retrieval refuses the question: nothing to compare
                 return {"choice": "skipped"}
             pair = _ok(response)
             left, right = (self._score(item, pair[side]) for side in ("left", "right"))
-            rng, same = self._rng(round_no, "compare", item.id), _same(pair["left"], pair["right"])
+            rng, same = self._rng(round_no, "compare", item.id, k), _same(pair["left"], pair["right"])
             choice = who.choose(self.pref, left, right, rng, cfg.noise, same)
             url = f"/api/compare/{pair['comparison_id']}/choice"
             shown = _ok(self.client.post(url, json={"choice": choice}, headers=who.headers))
@@ -178,7 +194,7 @@ class Loop:
                 "versions": sorted({shown["left_model_version"], shown["right_model_version"]}),
             }
 
-        jobs = list(enumerate(self.bank.train))
+        jobs = [(i, k, item) for k in range(cfg.asks) for i, item in enumerate(self.bank.train)]
         votes = _parallel(vote, jobs, cfg.concurrency)
         choices = _parallel(compare, jobs, cfg.concurrency)
         ups = sum(v["value"] == "up" for v in votes)
@@ -352,6 +368,7 @@ def _reseeded(configs: RefreshConfigs, seed: int) -> RefreshConfigs:
         refresh=dataclasses.replace(configs.refresh, seed=seed),
         reward=dataclasses.replace(configs.reward, seed=seed),
         ppo=dataclasses.replace(configs.ppo, seed=seed),
+        dpo=dataclasses.replace(configs.dpo, seed=seed),
     )
 
 
@@ -542,8 +559,16 @@ def simulate_command(
     questions: Annotated[int, typer.Option(min=0, help="Train questions asked per round (0 = all).")] = 24,
     heldout: Annotated[int, typer.Option(min=1, help="Held-out questions for the win rate.")] = 10,
     users: Annotated[int, typer.Option(min=2, help="Simulated employees.")] = 6,
+    asks: Annotated[
+        int, typer.Option(min=1, help="Times each train question is asked and compared per round.")
+    ] = 1,
     max_tokens: Annotated[int, typer.Option(min=1, help="Answer length (collection, PPO, evaluation).")] = 48,
     ppo_iterations: Annotated[int, typer.Option(min=1, help="PPO rollout + update rounds.")] = 4,
+    ppo_rollouts: Annotated[int, typer.Option(min=2, help="PPO prompts sampled per iteration.")] = 8,
+    ppo_temperature: Annotated[
+        float, typer.Option(min=0.1, max=2.0, help="Sampling temperature of PPO's rollouts.")
+    ] = 1.0,
+    algo: Annotated[str, typer.Option(help="Policy update: ppo (against the reward model) or dpo.")] = "ppo",
     reward_epochs: Annotated[int, typer.Option(min=1, help="Reward-model passes per refresh.")] = 2,
     eval_limit: Annotated[int, typer.Option(min=0, help="Golden questions in the gate (0 = all).")] = 0,
     preference: Annotated[str, typer.Option(help=f"Hidden preference: {', '.join(PREFERENCES)}.")] = (
@@ -569,11 +594,14 @@ def simulate_command(
 
     if preference not in PREFERENCES:
         raise typer.BadParameter(f"--preference must be one of {', '.join(PREFERENCES)}")
+    if algo not in ("ppo", "dpo"):
+        raise typer.BadParameter("--algo must be ppo or dpo")
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
     cfg = SimulationConfig(
         rounds=rounds,
         preference=preference,
         users=users,
+        asks=asks,
         max_tokens=max_tokens,
         canary_share=canary_share,
         override=override,
@@ -587,6 +615,9 @@ def simulate_command(
         reward_epochs=reward_epochs,
         eval_limit=eval_limit,
         device=settings.device,
+        algo=algo,
+        ppo_rollouts=ppo_rollouts,
+        ppo_temperature=ppo_temperature,
     )
     try:
         bank = QuestionBank.split(load_golden(golden), questions, heldout, seed)

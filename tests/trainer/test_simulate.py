@@ -145,7 +145,7 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
         device="cpu",
         refusal_threshold=0.0,
     )
-    cfg = SimulationConfig(rounds=2, users=3, max_tokens=8, override=True, concurrency=2)
+    cfg = SimulationConfig(rounds=2, users=3, asks=2, max_tokens=8, override=True, concurrency=2)
     bank = QuestionBank.split(BANK, train=4, heldout=2, seed=0)
     said: list[str] = []
     result = simulate(
@@ -153,13 +153,20 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
     )
 
     first, second = result["rounds"]
-    # feedback went through the API as the simulated employees, and into the store
-    assert first["feedback"]["votes"] == 4 and first["feedback"]["comparisons"] == 4
+    # feedback went through the API as the simulated employees, and into the store: each of the 4 train
+    # questions asked and compared twice a round, each time by another employee
+    assert first["feedback"]["votes"] == 8 and first["feedback"]["comparisons"] == 8
     with sqlite3.connect(settings.database_path) as db:
-        votes = db.execute("SELECT user_id, value FROM votes").fetchall()
+        votes = db.execute(
+            "SELECT v.user_id, v.value, a.question FROM votes v JOIN answers a USING (answer_id)"
+        ).fetchall()
         chosen = db.execute("SELECT count(*) FROM comparisons WHERE choice IS NOT NULL").fetchone()[0]
-    assert len(votes) == 8 and chosen == 8
-    assert {user for user, _ in votes} <= {"sim-01", "sim-02", "sim-03"}
+    assert len(votes) == 16 and chosen == 16
+    assert {user for user, _, _ in votes} <= {"sim-01", "sim-02", "sim-03"}
+    voters: dict[str, set[str]] = {}
+    for user, _, question in votes:
+        voters.setdefault(question, set()).add(user)
+    assert len(voters) == 4 and all(len(users) >= 2 for users in voters.values())
     # round 1: a candidate, its gate, a canary, a win rate, a promotion (an override if the gate failed)
     assert first["champion_before"] == "v0001" and first["candidate"] == "v0002"
     assert first["refresh"]["status"] == "candidate" and first["refresh"]["kl"] is not None
@@ -213,7 +220,10 @@ def test_cli_lists_options_and_rejects_unknown_preference(tmp_path: Path) -> Non
     runner = CliRunner()
     out = runner.invoke(app, ["simulate", "--help"], terminal_width=200)
     assert out.exit_code == 0
-    for option in ("--rounds", "--questions", "--users", "--ppo-iterations", "--preference", "--override"):
+    for option in ("--rounds", "--questions", "--users", "--asks", "--ppo-iterations", "--ppo-rollouts",
+                   "--algo", "--preference", "--override"):  # fmt: skip
         assert option in out.output
     bad = runner.invoke(app, ["simulate", "--preference", "nope", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "concise-cited" in bad.output
+    bad = runner.invoke(app, ["simulate", "--algo", "sft", "--data-dir", str(tmp_path)])
+    assert bad.exit_code == 2 and "ppo or dpo" in bad.output
