@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from ui import chat, compare, knowledge, models, operator
-from ui.uploads import UploadTypes
+from ui import access, chat, compare, knowledge, models, operator
+from ui.uploads import TOKEN_COOKIE, UploadTypes
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -28,6 +28,12 @@ CSS = """
 .kb-source-path { font-size: 0.85em; }
 """
 
+# the page keeps the typed token in a same-site cookie scoped to the UI, for the upload route (ui.uploads)
+STORE_TOKEN_JS = (
+    f"(token) => {{ document.cookie = '{TOKEN_COOKIE}=' + encodeURIComponent(token || '') + "
+    f"'; path={PATH}; SameSite=Strict' + (location.protocol === 'https:' ? '; Secure' : ''); return []; }}"
+)
+
 
 def build(app: AppState) -> gr.Blocks:
     with gr.Blocks(title="kbloop", analytics_enabled=False) as blocks:
@@ -39,6 +45,8 @@ def build(app: AppState) -> gr.Blocks:
             elem_id="kb-token",
             visible=not app.auth.allow_anonymous,
         )
+        # the upload route is reached before any event sees the token: it reads it from this cookie
+        token.change(fn=None, inputs=token, outputs=None, js=STORE_TOKEN_JS)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 chat.build(app, token)
@@ -57,7 +65,12 @@ def build(app: AppState) -> gr.Blocks:
 
 def mount(fastapi_app: FastAPI, app: AppState) -> None:
     """Serve the UI at /ui on `fastapi_app`; its upload route keeps only documents (ui.uploads)."""
-    fastapi_app.add_middleware(UploadTypes, path=f"{PATH}/gradio_api/upload", suffixes=knowledge.UPLOAD_TYPES)
+    fastapi_app.add_middleware(
+        UploadTypes,
+        path=f"{PATH}/gradio_api/upload",
+        suffixes=knowledge.UPLOAD_TYPES,
+        check=lambda token: access.operator(app, token),
+    )
     gr.mount_gradio_app(
         fastapi_app,
         build(app),

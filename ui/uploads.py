@@ -1,34 +1,80 @@
-"""What Gradio's upload route (/ui/gradio_api/upload) keeps: only the document types the Knowledge tab adds.
+"""Who may post to Gradio's upload route (/ui/gradio_api/upload), and what it keeps: an operator's
+documents of the types the Knowledge tab adds.
 
-Gradio saves whatever is posted there, before any event (and so before the access token) is seen: the
-page uploads a file as soon as it is picked. Gradio already reduces each name to a base name without
-path separators, NUL or control characters, and caps each file at `max_file_size`; the app caps the
-request (service.app.BodyLimit). This middleware lets Gradio save the request's files, then, when any
-of them is not a document type, deletes them all and answers 415, so the upload folder never keeps
-anything else (Gradio would serve it back to whoever knows its path).
+Gradio saves whatever is posted there before any event runs, and so before an event's access-token
+check: the page uploads a file as soon as it is picked. Left open, anyone who can reach the server could
+fill its disk. The page therefore copies the access token typed at its top into a cookie
+(`TOKEN_COOKIE`, path /ui, SameSite=Strict; see ui.app), and this middleware answers 401 (no or an
+unknown token) or 403 (not an operator's) before Gradio reads the request's body. Without tokens
+configured nobody is an operator (the Knowledge tab is hidden), so the route takes no files at all.
+
+Gradio already reduces each name to a base name without path separators, NUL or control characters,
+and caps each file at `max_file_size`; the app caps the request (service.app.BodyLimit). The middleware
+lets Gradio save an operator's files, then, when any of them is not a document type, deletes them all
+and answers 415, so the upload folder never keeps anything else (Gradio would serve it back to whoever
+knows its path).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
+from urllib.parse import unquote
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+TOKEN_COOKIE = "kbloop_ui_token"
+
+
+def cookie_token(scope: Scope) -> str | None:
+    """The access token the page stored in `TOKEN_COOKIE`, or None."""
+    for key, value in scope.get("headers", []):
+        if key.lower() != b"cookie":
+            continue
+        try:
+            cookie = SimpleCookie(value.decode("latin-1"))
+        except CookieError:
+            return None
+        if TOKEN_COOKIE in cookie:
+            return unquote(cookie[TOKEN_COOKIE].value).strip() or None
+    return None
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
 
 class UploadTypes:
-    """ASGI middleware: 415 for a POST to `path` that saved a file whose suffix is not in `suffixes`."""
+    """ASGI middleware for POSTs to `path`: the error `check(token)` raises for the cookie's token
+    (a service.errors.ServiceError: Unauthorized, Forbidden), else 415 when a saved file's suffix is
+    not in `suffixes`."""
 
-    def __init__(self, app: ASGIApp, path: str, suffixes: Collection[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        path: str,
+        suffixes: Collection[str],
+        check: Callable[[str | None], object],
+    ) -> None:
         self.app = app
         self.path = path
         self.suffixes = {s.lower() for s in suffixes}
+        self.check = check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") != self.path:
             await self.app(scope, receive, send)
+            return
+        from service.errors import ServiceError
+
+        try:
+            self.check(cookie_token(scope))
+        except ServiceError as exc:  # Unauthorized (401) or Forbidden (403); the body is never read
+            why = f"uploads need an operator's access token: {exc.message}"
+            await _error(exc.status, exc.code.value, why)(scope, receive, send)
             return
         messages: list[Message] = []
 
@@ -48,13 +94,8 @@ class UploadTypes:
         for path in saved:
             path.unlink(missing_ok=True)
         allowed = ", ".join(sorted(self.suffixes))
-        body = {
-            "error": {
-                "code": "unsupported_file_type",
-                "message": f"{', '.join(refused)}: only {allowed} files can be uploaded",
-            }
-        }
-        await JSONResponse(body, status_code=415)(scope, receive, send)
+        why = f"{', '.join(refused)}: only {allowed} files can be uploaded"
+        await _error(415, "unsupported_file_type", why)(scope, receive, send)
 
 
 def _saved_paths(messages: list[Message]) -> list[Path]:

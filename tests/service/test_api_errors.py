@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,9 +153,16 @@ def test_a_generation_past_its_deadline_is_a_504(make_client: Any) -> None:
     assert_error(client.post("/v1/chat/completions", json=ask(PARKING)), 504, "generation_timeout")
 
 
-def test_ui_uploads_get_the_ingest_size_limit_not_the_api_body_limit(client: TestClient) -> None:
+def test_ui_uploads_get_the_ingest_size_limit_not_the_api_body_limit(
+    make_client: Any, tokens_file: Path
+) -> None:
+    from ui.uploads import TOKEN_COOKIE
+
+    client = make_client(tokens_file=tokens_file)
+    client.cookies.set(TOKEN_COOKIE, OPERATOR)  # the upload route takes an operator's files only
     big = b"x" * (300 * 1024)  # over the 256 KB API limit, under the 20 MB file limit
-    api = client.post("/v1/chat/completions", content=big, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {OPERATOR}"}
+    api = client.post("/v1/chat/completions", content=big, headers=headers)
     assert api.status_code == 413
     upload = client.post("/ui/gradio_api/upload", files={"files": ("notes.md", big, "text/markdown")})
-    assert upload.status_code != 413
+    assert upload.status_code == 200, upload.text

@@ -184,6 +184,19 @@ def upload_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 UPLOAD = "/ui/gradio_api/upload"
 
 
+@pytest.fixture
+def operator_client(make_client: Callable[..., TestClient], tokens_file: Path) -> Callable[..., TestClient]:
+    """A client with tokens configured whose UI cookie holds an operator's token, as the page sets it."""
+    from ui.uploads import TOKEN_COOKIE
+
+    def make(**overrides: Any) -> TestClient:
+        client = make_client(tokens_file=tokens_file, **overrides)
+        client.cookies.set(TOKEN_COOKIE, OPERATOR)
+        return client
+
+    return make
+
+
 def multipart(*files: tuple[bytes, bytes]) -> tuple[bytes, dict[str, str]]:
     """A multipart body with raw (unencoded) file names, as a hostile client may send them."""
     boundary = b"kbloop-test-boundary"
@@ -202,10 +215,38 @@ def saved_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
-def test_upload_names_are_reduced_to_a_base_name_inside_the_upload_folder(
-    make_client: Callable[..., TestClient], upload_dir: Path, tmp_path: Path
+def test_uploads_need_an_operator_token_in_the_ui_cookie(
+    make_client: Callable[..., TestClient], tokens_file: Path, upload_dir: Path
 ) -> None:
-    client = make_client()
+    from ui.uploads import TOKEN_COOKIE
+
+    body, headers = multipart((b"notes.md", b"# Notes\n\nhello\n"))
+    client = make_client(tokens_file=tokens_file)
+    for cookie, status in ((None, 401), ("not-a-token", 401), ("", 401), (EMPLOYEE, 403), (ENGINEER, 403)):
+        client.cookies.clear()
+        if cookie is not None:
+            client.cookies.set(TOKEN_COOKIE, cookie)
+        response = client.post(UPLOAD, content=body, headers=headers)
+        assert response.status_code == status, (cookie, response.text)
+        assert "operator's access token" in response.json()["error"]["message"]
+    # a bearer header is not what the page sends, and is not taken for the cookie
+    client.cookies.clear()
+    assert client.post(UPLOAD, content=body, headers={**headers, **OPS}).status_code == 401
+    assert saved_files(upload_dir) == []  # nothing refused was written
+    # local mode without tokens: nobody is an operator (the Knowledge tab is hidden), no uploads at all
+    local = make_client()
+    local.cookies.set(TOKEN_COOKIE, OPERATOR)
+    assert local.post(UPLOAD, content=body, headers=headers).status_code == 403
+    assert saved_files(upload_dir) == []
+    client.cookies.set(TOKEN_COOKIE, OPERATOR)
+    saved = client.post(UPLOAD, content=body, headers=headers)
+    assert saved.status_code == 200 and [Path(p).name for p in saved.json()] == ["notes.md"]
+
+
+def test_upload_names_are_reduced_to_a_base_name_inside_the_upload_folder(
+    operator_client: Callable[..., TestClient], upload_dir: Path, tmp_path: Path
+) -> None:
+    client = operator_client()
     hostile = [
         b"../../etc/passwd.md",
         b"..\\..\\windows\\win.md",
@@ -230,9 +271,9 @@ def test_upload_names_are_reduced_to_a_base_name_inside_the_upload_folder(
 
 
 def test_uploads_of_other_types_are_refused_and_not_kept(
-    make_client: Callable[..., TestClient], upload_dir: Path
+    operator_client: Callable[..., TestClient], upload_dir: Path
 ) -> None:
-    client = make_client()
+    client = operator_client()
     for files in (
         [(b"tool.exe", b"MZ\x90\x00")],
         [(b"page.svg", b"<svg onload=alert(1)>")],
@@ -255,9 +296,9 @@ def test_uploads_of_other_types_are_refused_and_not_kept(
 
 
 def test_uploads_are_limited_to_the_ingest_file_size(
-    make_client: Callable[..., TestClient], upload_dir: Path
+    operator_client: Callable[..., TestClient], upload_dir: Path
 ) -> None:
-    client = make_client(max_file_mb=0.01)  # about 10 KB a file
+    client = operator_client(max_file_mb=0.01)  # about 10 KB a file
     for size in (20 * 1024, 200 * 1024):  # over the file limit (Gradio); over the request limit (BodyLimit)
         body, headers = multipart((b"big.md", b"x" * size))
         response = client.post(UPLOAD, content=body, headers=headers)

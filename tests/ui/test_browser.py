@@ -124,6 +124,10 @@ def test_operator_token_knowledge_upload_and_operator_tab(
     shots.mkdir()
     page.goto(f"{live.url}/ui/")
     page.locator("#kb-token input").fill(OPERATOR)
+    # the page keeps the token in a cookie for Gradio's upload route, which no event guards (ui.uploads)
+    page.wait_for_function("document.cookie.includes('kbloop_ui_token=')")
+    cookie = {c["name"]: c for c in page.context.cookies()}["kbloop_ui_token"]
+    assert cookie["value"] == OPERATOR and cookie["path"] == "/ui" and cookie["sameSite"] == "Strict"
 
     # two thumbs down (one on a question with markup in it), the last with a suggested answer
     question = page.locator("#kb-question textarea")

@@ -22,6 +22,7 @@ from tests.service.conftest import EMPLOYEE, OPERATOR
 from ui import compare, knowledge, operator
 from ui.chat import ChatSession, rate, respond, send_feedback
 from ui.errors import shown_to_user
+from ui.uploads import TOKEN_COOKIE
 
 OPERATOR_TABS = ("knowledge", "operator", "models")
 IMG = '<img src=x onerror="alert(1)">'
@@ -127,6 +128,7 @@ def test_only_files_saved_by_the_upload_route_are_added(
     assert indexed(state) == before and not (state.settings.data_dir / "uploads").exists()
 
     files = {"files": ("Bike rules.md", b"# Bike rules\n\nBicycles go in the basement rack by door B.\n")}
+    client.cookies.set(TOKEN_COOKIE, OPERATOR)  # as the page stores the token typed at its top
     uploaded = client.post("/ui/gradio_api/upload", files=files).json()
     lines = add_event(client, uploaded[0])  # the page's own flow: upload, then the event
     assert "event: complete" in lines, lines
