@@ -326,7 +326,10 @@ def dpo_command(
         if not _is_main():
             return
         _print(result.metrics)
-        _register(models, version, run, register)
+        if result.published:
+            _register(models, version, run, register)
+        else:
+            raise _fail(str(result.metrics.get("refused")))
 
     _guard(body)
 

@@ -79,6 +79,9 @@ class DPOConfig(TrainConfig):
     learning_rate: float = _f(5e-5, "AdamW learning rate.")
     beta: float = _f(0.1, "DPO temperature: strength of the implicit KL anchor.")
     label_smoothing: float = _f(0.0, "Conservative DPO: assumed share of flipped labels.")
+    kl_budget: float = _f(12.0, "Most KL to the champion per response; above it the result is not published.")
+    kl_samples: int = _f(8, "Answers sampled after training to measure the KL to the champion.")
+    kl_max_new_tokens: int = _f(48, "Longest of those answers.")
 
 
 @dataclass

@@ -2,11 +2,14 @@
 
 The reference is the champion: the frozen `reference` adapter (or the bare base when the champion
 has none) on the same backbone, so it costs no second copy of the weights. Reference log-probs are
-computed once before training (they never change) and kept with the examples.
+computed once before training (they never change) and kept with the examples. After training, the
+policy's KL to the champion is measured on fresh samples (trainer.divergence); above `kl_budget` the
+adapter is kept in the run folder but not published as a candidate.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trainer.config import DPOConfig
+from trainer.divergence import sampled_kl
 from trainer.errors import TrainerError
 from trainer.loop import accelerator_for, fit
 from trainer.losses import dpo_loss
@@ -23,6 +27,8 @@ from trainer.models import load_policy, load_tokenizer, pick_device, reference_m
 from trainer.runs import Run
 from trainer.sequences import sequence_logprobs
 from trainer.tokens import Encoded, encode
+
+log = logging.getLogger(__name__)
 
 
 class Pair(Protocol):
@@ -79,6 +85,7 @@ def reference_logprobs(model: Any, encoded: Sequence[Encoded], pad_id: int, batc
 class DPOResult:
     adapter: Path
     metrics: dict[str, Any]
+    published: bool = True  # False when the KL to the champion exceeds the budget
 
 
 def train_dpo(
@@ -128,15 +135,32 @@ def train_dpo(
     if heldout_items:
         with torch.no_grad():
             _, evaluation = dpo_batch_loss(model, heldout_items, pad, cfg.beta, cfg.label_smoothing)
+    prompts = list(dict.fromkeys(p.prompt for p in [*heldout, *pairs]))  # held-out prompts first
+    kl = sampled_kl(
+        model,
+        tokenizer,
+        prompts[: max(cfg.kl_samples, 1)],
+        samples=cfg.kl_samples,
+        max_new_tokens=cfg.kl_max_new_tokens,
+        max_prompt_tokens=cfg.max_length,
+        temperature=1.0,
+        seed=cfg.seed,
+    )
     with run.publishing() as staging:
         save_policy_adapter(model, staging)
-    result = {
+    result: dict[str, Any] = {
         "steps": fitted.steps,
         "seconds": fitted.seconds,
         "examples_per_s": fitted.examples_per_s,
         "final": fitted.last,
         "heldout": evaluation,
         "pairs": len(pairs),
+        "kl_to_champion": kl,
+        "kl_budget": cfg.kl_budget,
     }
-    run.succeed(metrics=result)
-    return DPOResult(run.output, result)
+    published = kl <= cfg.kl_budget
+    if not published:
+        result["refused"] = f"KL to the champion {kl:.2f} exceeds the budget {cfg.kl_budget:.2f}"
+        log.warning("DPO result not publishable: %s", result["refused"])
+    run.succeed(metrics=result, publishable=published)
+    return DPOResult(run.output, result, published)

@@ -150,7 +150,8 @@ def refresh(
                     heldout=data["heldout_pairs"],
                 ),
             )
-            publishable, policy_metrics = True, phase_run.manifest().get("metrics", {})
+            manifest = phase_run.manifest()
+            publishable, policy_metrics = bool(manifest.get("publishable", True)), manifest.get("metrics", {})
         else:
             phase_run, publishable, policy_metrics = _ppo_phase(
                 settings, configs, run, data, champion.base, adapter, reward_folder, snapshot

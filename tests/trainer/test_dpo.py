@@ -28,7 +28,7 @@ def config(**changes: Any) -> DPOConfig:
 
 
 def test_dpo_loss_falls_and_held_out_preferences_rise(peaky_base: Path, tmp_path: Path) -> None:
-    cfg = config()
+    cfg = config(kl_budget=1000.0)  # lr 1e-2 moves the tiny policy far (KL ~170): allowed here
     run = Run.open(tmp_path / "run", "dpo", cfg.to_json())
     result = train_dpo(
         base=str(peaky_base), parent_adapter=None, cfg=cfg, run=run, pairs=TRAIN, heldout=HELDOUT
@@ -42,6 +42,19 @@ def test_dpo_loss_falls_and_held_out_preferences_rise(peaky_base: Path, tmp_path
     heldout = result.metrics["heldout"]
     assert heldout["accuracy"] >= 0.9 and heldout["margin"] > 1.0  # before training: 0 and 0
     assert (run.output / "adapter_config.json").exists() and run.manifest()["status"] == "succeeded"
+    # the KL to the champion is measured on fresh samples and kept with the result, under the budget
+    assert result.published and run.manifest()["publishable"] is True
+    assert 0.0 < result.metrics["kl_to_champion"] <= cfg.kl_budget
+
+
+def test_a_dpo_result_over_the_kl_budget_is_not_published(peaky_base: Path, tmp_path: Path) -> None:
+    cfg = config(kl_budget=1e-6, epochs=1)
+    run = Run.open(tmp_path / "run", "dpo", cfg.to_json())
+    result = train_dpo(
+        base=str(peaky_base), parent_adapter=None, cfg=cfg, run=run, pairs=TRAIN, heldout=HELDOUT
+    )
+    assert not result.published and "exceeds the budget" in result.metrics["refused"]
+    assert run.manifest()["publishable"] is False and run.manifest()["status"] == "succeeded"
 
 
 def test_dpo_without_pairs_is_refused(tiny_base: Path, tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def collect_feedback(client: TestClient, rounds: int = 2) -> int:
     return events
 
 
-def small(algo: str = "ppo", **ppo: Any) -> RefreshConfigs:
+def small(algo: str = "ppo", dpo_kl_budget: float = 12.0, **ppo: Any) -> RefreshConfigs:
     common = {"device": "cpu", "batch_size": 4, "checkpoint_every": 1, "max_length": 256}
     return RefreshConfigs(
         refresh=RefreshConfig(algo=algo, min_pairs=4),  # type: ignore[arg-type]
@@ -78,7 +78,7 @@ def small(algo: str = "ppo", **ppo: Any) -> RefreshConfigs:
         ppo=PPOConfig(
             **{"iterations": 2, "rollout_batch": 4, "mini_batch": 2, "max_new_tokens": 6, **common, **ppo}
         ),
-        dpo=DPOConfig(epochs=1, **common),  # type: ignore[arg-type]
+        dpo=DPOConfig(epochs=1, kl_budget=dpo_kl_budget, **common),  # type: ignore[arg-type]
         eval_limit=3,
         eval_max_new_tokens=6,
     )
@@ -135,9 +135,12 @@ def test_dpo_refresh_and_too_little_feedback(client: TestClient, settings: Setti
     assert (result.run_dir / "dpo" / "output" / "adapter_model.safetensors").exists()
 
 
-def test_a_kl_budget_breach_is_not_published(client: TestClient, settings: Settings, embedder: Any) -> None:
+@pytest.mark.parametrize("algo", ["ppo", "dpo"])
+def test_a_kl_budget_breach_is_not_published(
+    client: TestClient, settings: Settings, embedder: Any, algo: str
+) -> None:
     collect_feedback(client, rounds=1)
-    configs = small(kl_budget=-1.0)  # any KL exceeds a negative budget
+    configs = small(algo, kl_budget=-1.0, dpo_kl_budget=-1.0)  # any KL exceeds a negative budget
     configs.evaluate = False
     result = refresh(settings, configs, embedder=embedder)
     assert result.status == "refused" and result.candidate is None
