@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import random
 import time
 from collections import Counter
@@ -408,9 +409,11 @@ def simulate(
     embedder: Any = None,
     preference: Preference | None = None,
     say: Callable[[str], None] = log.info,
+    on_round: Callable[[dict[str, Any]], object] | None = None,
 ) -> dict[str, Any]:
     """Run `cfg.rounds` rounds on the service under `settings.data_dir` (its index must exist), with
-    `preference` (default: `PREFERENCES[cfg.preference]`) as the employees' hidden taste."""
+    `preference` (default: `PREFERENCES[cfg.preference]`) as the employees' hidden taste. `on_round`
+    gets the results so far after every round (the CLI writes them, so a stopped run keeps its rounds)."""
     from fastapi.testclient import TestClient
 
     from registry.registry import Registry
@@ -446,12 +449,15 @@ def simulate(
         if ready.status_code != 200:
             raise SimulationError(f"the service is not ready: {ready.text[:300]}; run `kbloop ingest` first")
         loop = Loop(client, app_settings, cfg, bank, preference, people, say)
+        registry = Registry(settings.models_dir, settings.gate_thresholds())
         for round_no in range(1, cfg.rounds + 1):
             result["rounds"].append(loop.round(round_no, configs, embedder))
-    registry = Registry(settings.models_dir, settings.gate_thresholds())
-    result["history"] = [dataclasses.asdict(e) for e in reversed(registry.history(limit=1000))]
-    result["summary"] = summarize(result["rounds"], settings.gate_max_similarity_drop)
-    result["seconds"] = time.perf_counter() - started
+            result["history"] = [dataclasses.asdict(e) for e in reversed(registry.history(limit=1000))]
+            result["summary"] = summarize(result["rounds"], settings.gate_max_similarity_drop)
+            result["seconds"] = time.perf_counter() - started
+            result["complete"] = round_no == cfg.rounds
+            if on_round is not None:
+                on_round(result)
     return result
 
 
@@ -490,7 +496,9 @@ def _machine() -> dict[str, Any]:
 def write_results(result: dict[str, Any], out: Path) -> Path | None:
     """The JSON at `out` and the plot beside it (`.png`); the plot's path, or None without matplotlib."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    tmp = out.with_name(f".{out.name}.tmp")  # rewritten after every round: never left half-written
+    tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    os.replace(tmp, out)
     try:
         import matplotlib
 
@@ -569,6 +577,8 @@ def simulate_command(
         float, typer.Option(min=0.1, max=2.0, help="Sampling temperature of PPO's rollouts.")
     ] = 1.0,
     algo: Annotated[str, typer.Option(help="Policy update: ppo (against the reward model) or dpo.")] = "ppo",
+    dpo_learning_rate: Annotated[float, typer.Option(min=0, help="DPO's learning rate (--algo dpo).")] = 5e-5,
+    dpo_epochs: Annotated[int, typer.Option(min=1, help="DPO passes over the pairs (--algo dpo).")] = 1,
     reward_epochs: Annotated[int, typer.Option(min=1, help="Reward-model passes per refresh.")] = 2,
     eval_limit: Annotated[int, typer.Option(min=0, help="Golden questions in the gate (0 = all).")] = 0,
     preference: Annotated[str, typer.Option(help=f"Hidden preference: {', '.join(PREFERENCES)}.")] = (
@@ -619,9 +629,17 @@ def simulate_command(
         ppo_rollouts=ppo_rollouts,
         ppo_temperature=ppo_temperature,
     )
+    configs.dpo = dataclasses.replace(configs.dpo, learning_rate=dpo_learning_rate, epochs=dpo_epochs)
     try:
         bank = QuestionBank.split(load_golden(golden), questions, heldout, seed)
-        result = simulate(settings, cfg, configs, bank, say=lambda m: typer.echo(m, err=True))
+        result = simulate(
+            settings,
+            cfg,
+            configs,
+            bank,
+            say=lambda m: typer.echo(m, err=True),
+            on_round=lambda partial: write_results(partial, out),
+        )
     except TrainerError as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
         raise typer.Exit(2) from None

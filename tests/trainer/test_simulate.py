@@ -148,9 +148,18 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
     cfg = SimulationConfig(rounds=2, users=3, asks=2, max_tokens=8, override=True, concurrency=2)
     bank = QuestionBank.split(BANK, train=4, heldout=2, seed=0)
     said: list[str] = []
+    partial: list[tuple[int, bool]] = []
     result = simulate(
-        settings, cfg, tiny_configs(), bank, embedder=embedder, preference=Shorter(), say=said.append
+        settings,
+        cfg,
+        tiny_configs(),
+        bank,
+        embedder=embedder,
+        preference=Shorter(),
+        say=said.append,
+        on_round=lambda r: partial.append((len(r["rounds"]), r["complete"])),
     )
+    assert partial == [(1, False), (2, True)]  # the results so far after every round
 
     first, second = result["rounds"]
     # feedback went through the API as the simulated employees, and into the store: each of the 4 train
