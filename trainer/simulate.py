@@ -7,7 +7,8 @@ socket is skipped), as employees with their own bearer tokens:
               `champion`, so a canary's share goes to the canary) and voted on (`/api/answers/{id}/vote`),
               and compared side by side by another (`POST /api/compare` + `/choice`: champion vs
               canary/candidate when one exists, else the champion at two temperatures);
-  2. refresh  trainer.refresh: reward model update → PPO → golden-set evaluation → `candidate` + gate;
+  2. refresh  trainer.refresh: reward model update → PPO (or DPO, `--algo dpo`) → golden-set evaluation
+              → `candidate` + gate;
   3. canary   the registry routes `canary_share` of conversations to the candidate (after a smoke test);
   4. measure  each held-out question (never voted on) is answered by the candidate and by the champion,
               pinned by version id and greedy, and one employee picks the better: the win rate;
@@ -287,7 +288,8 @@ class Loop:
             f"{fb['comparisons']} choices {fb['choices']} in {timings['collect']:.0f} s"
         )
 
-        self.say(f"round {round_no}: refresh (reward model → PPO → golden-set evaluation)")
+        algo = configs.refresh.algo.upper()
+        self.say(f"round {round_no}: refresh (reward model → {algo} → golden-set evaluation)")
         started = time.perf_counter()
         seeded = _reseeded(configs, self.cfg.seed + round_no - 1)
         run_dir = new_run_dir(self.settings.data_dir / "runs", f"simulate-r{round_no}")
