@@ -3,9 +3,10 @@
 Each round, through the service's HTTP API (the real app, `service.app.create_app`: same routes, auth,
 validation and store, served in-process by Starlette's TestClient with httpx's interface; only the
 socket is skipped), as employees with their own bearer tokens:
-  1. collect  every train question is asked by one employee (`POST /v1/chat/completions`, model
-              `champion`, so a canary's share goes to the canary) and voted on (`/api/answers/{id}/vote`),
-              and compared side by side by another (`POST /api/compare` + `/choice`: champion vs
+  1. collect  every train question is asked `asks` times, each by another employee
+              (`POST /v1/chat/completions`, model `champion`, so a canary's share goes to the canary)
+              and voted on (`/api/answers/{id}/vote`), and as often compared side by side by yet
+              another (`POST /api/compare` + `/choice`: champion vs
               canary/candidate when one exists, else the champion at two temperatures);
   2. refresh  trainer.refresh: reward model update → PPO (or DPO, `--algo dpo`) → golden-set evaluation
               → `candidate` + gate;
