@@ -143,7 +143,6 @@ def train_dpo(
         samples=cfg.kl_samples,
         max_new_tokens=cfg.kl_max_new_tokens,
         max_prompt_tokens=cfg.max_length,
-        temperature=1.0,
         seed=cfg.seed,
     )
     with run.publishing() as staging:

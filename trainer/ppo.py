@@ -53,7 +53,8 @@ from trainer.models import (
     save_policy_adapter,
 )
 from trainer.runs import Run
-from trainer.tokens import Encoded, encode_prompt, pad_left, pad_right
+from trainer.sequences import sample_responses
+from trainer.tokens import Encoded, pad_right
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,6 @@ class PPOTrainer:
             else FixedKLController(cfg.init_kl_coef)
         )
         self.pad = int(self.tokenizer.pad_token_id)
-        self.eos = int(self.tokenizer.eos_token_id)
 
     @property
     def unwrapped(self) -> PolicyWithValue:
@@ -187,34 +187,18 @@ class PPOTrainer:
         return model
 
     # -- rollouts -------------------------------------------------------------------------------
-    @torch.no_grad()
     def generate(self, prompts: Sequence[str]) -> tuple[list[Encoded], list[str]]:
         """Sample one response per prompt with the policy; (prompt + response token ids, response texts)."""
         cfg = self.cfg
-        policy = self.unwrapped.policy
-        policy.eval()
-        prompt_ids = [encode_prompt(self.tokenizer, p, cfg.max_prompt_tokens) for p in prompts]
-        ids, attention = pad_left(prompt_ids, self.pad)
-        device = self.accelerator.device
-        out = policy.generate(
-            input_ids=ids.to(device),
-            attention_mask=attention.to(device),
-            do_sample=True,
+        return sample_responses(
+            self.unwrapped.policy,
+            self.tokenizer,
+            prompts,
+            max_prompt_tokens=cfg.max_prompt_tokens,
+            max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature,
             top_p=cfg.top_p,
-            top_k=0,
-            max_new_tokens=cfg.max_new_tokens,
-            eos_token_id=self.eos,
-            pad_token_id=self.pad,
         )
-        encoded, texts = [], []
-        for row, prompt in enumerate(prompt_ids):
-            response = out[row, ids.shape[1] :].tolist()
-            if self.eos in response:  # generate pads only after a row's end-of-turn token
-                response = response[: response.index(self.eos) + 1]  # keep the end-of-turn token
-            encoded.append(Encoded(list(prompt) + response, len(prompt)))
-            texts.append(self.tokenizer.decode(response, skip_special_tokens=True))
-        return encoded, texts
 
     @torch.no_grad()
     def scores(self, prompts: Sequence[str], responses: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

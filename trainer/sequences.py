@@ -1,4 +1,4 @@
-"""Log-probabilities of responses under a causal LM, for SFT, DPO and PPO."""
+"""Sampled responses and their log-probabilities under a causal LM, for SFT, DPO and PPO."""
 
 from __future__ import annotations
 
@@ -8,7 +8,46 @@ from typing import Any
 import torch
 
 from trainer.losses import token_logprobs
-from trainer.tokens import Encoded, completion_mask, pad_right
+from trainer.tokens import Encoded, completion_mask, encode_prompt, pad_left, pad_right
+
+
+@torch.no_grad()
+def sample_responses(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_prompt_tokens: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float = 1.0,
+) -> tuple[list[Encoded], list[str]]:
+    """One sampled response per prompt (prompts cut from the left to `max_prompt_tokens`); (prompt +
+    response token ids, each ending at its end-of-turn token when one came, response texts)."""
+    pad, eos = int(tokenizer.pad_token_id), int(tokenizer.eos_token_id)
+    prompt_ids = [encode_prompt(tokenizer, p, max_prompt_tokens) for p in prompts]
+    ids, attention = pad_left(prompt_ids, pad)
+    device = next(model.parameters()).device
+    model.eval()
+    out = model.generate(
+        input_ids=ids.to(device),
+        attention_mask=attention.to(device),
+        do_sample=True,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=0,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )
+    encoded, texts = [], []
+    for row, prompt in enumerate(prompt_ids):
+        response = out[row, ids.shape[1] :].tolist()
+        if eos in response:  # generate pads only after a row's end-of-turn token
+            response = response[: response.index(eos) + 1]  # keep the end-of-turn token
+        encoded.append(Encoded(list(prompt) + response, len(prompt)))
+        texts.append(tokenizer.decode(response, skip_special_tokens=True))
+    return encoded, texts
 
 
 def batch(

@@ -26,7 +26,7 @@ def test_response_kl_by_hand() -> None:
 def test_sampled_kl_is_zero_at_the_reference_and_grows_when_the_policy_moves(tiny_base: Path) -> None:
     tokenizer = load_tokenizer(str(tiny_base))
     model = load_policy(str(tiny_base), None, config(), with_reference=True)
-    options = {"samples": 4, "max_new_tokens": 6, "max_prompt_tokens": 64, "temperature": 1.0, "seed": 3}
+    options = {"samples": 4, "max_new_tokens": 6, "max_prompt_tokens": 64, "seed": 3}
     assert sampled_kl(model, tokenizer, PROMPTS, **options) == pytest.approx(0.0, abs=1e-5)  # LoRA B = 0
     perturb_policy(model)
     moved = sampled_kl(model, tokenizer, PROMPTS, **options)

@@ -175,7 +175,7 @@ def test_rollouts_keep_every_sampled_token_up_to_the_end_of_turn(
     tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trainer = trainer_for(tiny_base, tmp_path / "run", config(max_new_tokens=5, lora_targets="q_proj"))
-    pad, eos = trainer.pad, trainer.eos
+    pad, eos = trainer.pad, int(trainer.tokenizer.eos_token_id)
     assert pad != eos  # the tiny tokenizer pads with <|endoftext|>, a token the model can also sample
     sampled = torch.tensor([[7, pad, 8, eos, pad], [9, 10, 11, 12, 13]])  # generate pads after an EOS
 
