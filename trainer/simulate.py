@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import random
 import time
 from collections import Counter
@@ -498,10 +497,10 @@ def _machine() -> dict[str, Any]:
 
 def write_results(result: dict[str, Any], out: Path) -> Path | None:
     """The JSON at `out` and the plot beside it (`.png`); the plot's path, or None without matplotlib."""
+    from trainer.runs import write_json
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")  # rewritten after every round: never left half-written
-    tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    os.replace(tmp, out)
+    write_json(out, result)  # atomic: rewritten after every round, never left half-written
     try:
         import matplotlib
 

@@ -44,7 +44,9 @@ def cookie_token(scope: Scope) -> str | None:
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    from service.app import error_body  # the API's error shape (service.app mounts this module)
+
+    return JSONResponse(error_body(code, message), status_code=status)
 
 
 class UploadTypes:
