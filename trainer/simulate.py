@@ -10,10 +10,15 @@ socket is skipped), as employees with their own bearer tokens:
               canary/candidate when one exists, else the champion at two temperatures);
   2. refresh  trainer.refresh: reward model update → PPO (or DPO, `--algo dpo`) → golden-set evaluation
               → `candidate` + gate;
-  3. canary   the registry routes `canary_share` of conversations to the candidate (after a smoke test);
+  3. canary   the registry routes `canary_share` of conversations to the candidate (after a smoke test),
+              and employees use the Compare tab on the train questions (`asks` times each), which pairs
+              champion vs canary: the live human win rate, stored like any comparison;
   4. measure  each held-out question (never voted on) is answered by the candidate and by the champion,
               pinned by version id and greedy, and one employee picks the better: the win rate;
-  5. promote  when the gate passed (or with `override`, recorded as such); otherwise the canary stops.
+  5. promote  by the product's automatic-promotion rule (registry.policy.promotion_decision: the gate
+              passed and the canary's live win-rate 95% CI lower bound is above 50% with at least
+              `min_comparisons` comparisons), or with `override` (recorded as such); otherwise the
+              canary stops and the champion keeps serving. The held-out win rate is only reported.
 
 The preference is hidden: the trainer only sees votes and choices. An employee votes up when the
 preference's score (plus a little seeded noise, and their own threshold) is above the preference's
@@ -43,6 +48,7 @@ from trainer.prompts import GoldenItem
 from trainer.simulated_users import PREFERENCES, Employee, Preference, QuestionBank, employees
 
 if TYPE_CHECKING:
+    from registry.policy import Decision
     from service.settings import Settings
     from trainer.refresh import RefreshConfigs
 
@@ -69,7 +75,8 @@ class SimulationConfig:
     asks: int = 1  # times each train question is asked (and compared) per round, by different employees
     max_tokens: int = 48  # answer length, in collection and measurement alike
     canary_share: float = 0.5
-    override: bool = False  # promote a candidate that failed the gate (recorded as an override)
+    override: bool = False  # promote a candidate the promotion rule refused (recorded as an override)
+    min_comparisons: int = 30  # live canary-vs-champion comparisons the promotion rule needs
     noise: float = 0.05  # standard deviation of an employee's judgement noise, in score units
     concurrency: int = 4  # requests in flight (the engine batches them)
     seed: int = 0
@@ -176,29 +183,9 @@ class Loop:
                 "words": len(answer["text"].split()),
             }
 
-        def compare(job: tuple[int, int, GoldenItem]) -> dict[str, Any]:
-            i, k, item = job
-            who = self.people[(i + round_no + 2 * k + 1) % n]
-            body = {"question": item.question, "max_tokens": cfg.max_tokens}
-            response = self.client.post("/api/compare", json=body, headers=who.headers)
-            if response.status_code == 422:  # the retrieval refuses the question: nothing to compare
-                return {"choice": "skipped"}
-            pair = _ok(response)
-            left, right = (self._score(item, pair[side]) for side in ("left", "right"))
-            rng, same = self._rng(round_no, "compare", item.id, k), _same(pair["left"], pair["right"])
-            choice = who.choose(self.pref, left, right, rng, cfg.noise, same)
-            url = f"/api/compare/{pair['comparison_id']}/choice"
-            shown = _ok(self.client.post(url, json={"choice": choice}, headers=who.headers))
-            winner = {"A": shown["left_model_version"], "B": shown["right_model_version"]}.get(choice)
-            return {
-                "choice": choice,
-                "winner": winner,
-                "versions": sorted({shown["left_model_version"], shown["right_model_version"]}),
-            }
-
-        jobs = [(i, k, item) for k in range(cfg.asks) for i, item in enumerate(self.bank.train)]
+        jobs = self._jobs()
         votes = _parallel(vote, jobs, cfg.concurrency)
-        choices = _parallel(compare, jobs, cfg.concurrency)
+        choices = _parallel(lambda job: self.compare(round_no, "compare", job), jobs, cfg.concurrency)
         ups = sum(v["value"] == "up" for v in votes)
         return {
             "votes": len(votes),
@@ -213,6 +200,57 @@ class Loop:
             "pair_versions": dict(Counter("/".join(c["versions"]) for c in choices if "versions" in c)),
             "wins_by_version": dict(Counter(c["winner"] for c in choices if c.get("winner"))),
         }
+
+    def _jobs(self) -> list[tuple[int, int, GoldenItem]]:
+        return [(i, k, item) for k in range(self.cfg.asks) for i, item in enumerate(self.bank.train)]
+
+    def compare(self, round_no: int, stage: str, job: tuple[int, int, GoldenItem]) -> dict[str, Any]:
+        """One employee's side-by-side choice through the Compare tab's API (champion vs canary when one
+        is set, else the champion at two temperatures)."""
+        i, k, item = job
+        offset = 1 if stage == "compare" else 3  # another employee than the one who voted on it
+        who = self.people[(i + round_no + 2 * k + offset) % len(self.people)]
+        body = {"question": item.question, "max_tokens": self.cfg.max_tokens}
+        response = self.client.post("/api/compare", json=body, headers=who.headers)
+        if response.status_code == 422:  # the retrieval refuses the question: nothing to compare
+            return {"choice": "skipped"}
+        pair = _ok(response)
+        left, right = (self._score(item, pair[side]) for side in ("left", "right"))
+        rng, same = self._rng(round_no, stage, item.id, k), _same(pair["left"], pair["right"])
+        choice = who.choose(self.pref, left, right, rng, self.cfg.noise, same)
+        url = f"/api/compare/{pair['comparison_id']}/choice"
+        shown = _ok(self.client.post(url, json={"choice": choice}, headers=who.headers))
+        winner = {"A": shown["left_model_version"], "B": shown["right_model_version"]}.get(choice)
+        return {
+            "choice": choice,
+            "winner": winner,
+            "versions": sorted({shown["left_model_version"], shown["right_model_version"]}),
+        }
+
+    def trial(self, round_no: int, champion: str, canary: str) -> dict[str, Any]:
+        """The canary's live trial: employees compare champion vs canary on the train questions; the
+        store's win rate of the pair (95% CI) is what the promotion rule reads."""
+        from feedback.store import Store
+
+        choices = _parallel(
+            lambda job: self.compare(round_no, "canary", job), self._jobs(), self.cfg.concurrency
+        )
+        with Store(self.settings.database_path) as store:
+            rows = [r for r in store.win_rates() if {r.model_a, r.model_b} == {champion, canary}]
+        out: dict[str, Any] = {
+            "comparisons": sum(c["choice"] != "skipped" for c in choices),
+            "choices": dict(Counter(c["choice"] for c in choices)),
+            "wins_by_version": dict(Counter(c["winner"] for c in choices if c.get("winner"))),
+            "win_rate": None,
+            "ci": None,
+        }
+        if rows and rows[0].win_rate_a.rate is not None:
+            row, rate = rows[0], rows[0].win_rate_a.rate
+            flip = row.model_a != canary  # the canary's rate is the mirror of model_a's
+            low, high = row.win_rate_a.low, row.win_rate_a.high
+            out["win_rate"] = 1.0 - rate if flip else rate
+            out["ci"] = [1.0 - high, 1.0 - low] if flip else [low, high]
+        return out
 
     def measure(self, round_no: int, champion: str, challenger: str) -> dict[str, Any]:
         """The challenger vs the champion on the held-out questions, judged by the employees."""
@@ -335,6 +373,16 @@ class Loop:
         out["canary"] = {"version": candidate, "share": self.cfg.canary_share}
         timings["canary"] = time.perf_counter() - started
 
+        self.say(f"round {round_no}: canary trial, {candidate} vs {champion} side by side")
+        started = time.perf_counter()
+        out["canary"]["live"] = live = self.trial(round_no, champion, candidate)
+        timings["canary"] += time.perf_counter() - started
+        ci = live["ci"] or [float("nan")] * 2
+        self.say(
+            f"round {round_no}: live win rate {_pct(live['win_rate'])} (95% CI {ci[0]:.2f}–{ci[1]:.2f}) "
+            f"over {live['comparisons']} comparisons {live['choices']}"
+        )
+
         self.say(
             f"round {round_no}: {candidate} vs {champion} on {len(self.bank.heldout)} held-out questions"
         )
@@ -345,24 +393,34 @@ class Loop:
         self.say(f"round {round_no}: win rate {_pct(win)} {out['heldout']['outcomes']}")
 
         started = time.perf_counter()
-        out["promotion"] = self.operate(registry, round_no, candidate, gate.passed, win, smoke)
+        rule = self.decide(champion, candidate, gate.passed)
+        out["promotion"] = self.operate(registry, round_no, candidate, gate.passed, rule, smoke)
         timings["promote"] = time.perf_counter() - started
         out["champion_after"] = registry.aliases()["champion"]
         self.say(f"round {round_no}: {out['promotion']['action']}: {out['promotion']['reason']}")
         return out
 
+    def decide(self, champion: str, candidate: str, passed: bool) -> Decision:
+        """The product's automatic-promotion rule on the store's live comparisons."""
+        from feedback.store import Store
+        from registry.policy import promotion_decision
+
+        with Store(self.settings.database_path) as store:
+            return promotion_decision(
+                store.win_rates(), champion, candidate, passed, self.cfg.min_comparisons
+            )
+
     def operate(
-        self, registry: Any, round_no: int, candidate: str, passed: bool, win: float | None, smoke: Any
+        self, registry: Any, round_no: int, candidate: str, passed: bool, rule: Decision, smoke: Any
     ) -> dict[str, Any]:
-        """Promote when the gate passed (or the operator overrides it); otherwise stop the canary."""
-        wins = f"wins {_pct(win)} of held-out side-by-side judgements"
-        if passed or self.cfg.override:
-            why = f"simulation round {round_no}: {wins}; gate {'passed' if passed else 'failed, overridden'}"
+        """Promote when the rule says so, or on `override` (audited); otherwise stop the canary."""
+        if rule.act or self.cfg.override:
+            why = f"simulation round {round_no}: {rule.reason}" + ("" if rule.act else "; overridden")
             registry.promote(candidate, actor=ACTOR, reason=why, override=not passed, smoke=smoke)
-            return {"action": "promoted", "override": not passed, "reason": why}
-        why = f"simulation round {round_no}: gate failed ({wins}); canary stopped, champion kept"
+            return {"action": "promoted", "override": not rule.act, "rule": rule.reason, "reason": why}
+        why = f"simulation round {round_no}: {rule.reason}; canary stopped, champion kept"
         registry.set_canary(None, 0.0, actor=ACTOR, reason=why)
-        return {"action": "kept champion", "override": False, "reason": why}
+        return {"action": "kept champion", "override": False, "rule": rule.reason, "reason": why}
 
 
 def _reseeded(configs: RefreshConfigs, seed: int) -> RefreshConfigs:
@@ -470,6 +528,7 @@ def summarize(rounds: Sequence[dict[str, Any]], max_similarity_drop: float) -> d
     first = wins[0] if wins else None
     return {
         "win_rates": wins,
+        "live_win_rates": [r["canary"]["live"]["win_rate"] for r in rounds if "live" in r.get("canary", {})],
         "target_win_rate": TARGET_WIN_RATE,
         "win_rate_target_met": first is not None and first >= TARGET_WIN_RATE,
         "similarity_deltas": deltas,
@@ -587,7 +646,13 @@ def simulate_command(
         "concise-cited"
     ),
     canary_share: Annotated[float, typer.Option(min=0, max=1, help="Canary share of conversations.")] = 0.5,
-    override: Annotated[bool, typer.Option(help="Promote candidates that fail the gate (audited).")] = False,
+    override: Annotated[
+        bool, typer.Option(help="Promote candidates the promotion rule refuses (audited).")
+    ] = False,
+    min_comparisons: Annotated[
+        int | None,
+        typer.Option(min=1, help="Live comparisons the promotion rule needs (default: the service's)."),
+    ] = None,
     noise: Annotated[float, typer.Option(min=0, help="Employees' judgement noise (score units).")] = 0.05,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed: question split, employees, noise, training.")] = 0,
@@ -617,6 +682,7 @@ def simulate_command(
         max_tokens=max_tokens,
         canary_share=canary_share,
         override=override,
+        min_comparisons=min_comparisons or settings.auto_promote_min_comparisons,
         noise=noise,
         concurrency=concurrency,
         seed=seed,

@@ -170,7 +170,8 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
             "SELECT v.user_id, v.value, a.question FROM votes v JOIN answers a USING (answer_id)"
         ).fetchall()
         chosen = db.execute("SELECT count(*) FROM comparisons WHERE choice IS NOT NULL").fetchone()[0]
-    assert len(votes) == 16 and chosen == 16
+    # ... plus each round's canary trial: the same questions compared champion vs canary
+    assert len(votes) == 16 and chosen == 16 + 16
     assert {user for user, _, _ in votes} <= {"sim-01", "sim-02", "sim-03"}
     voters: dict[str, set[str]] = {}
     for user, _, question in votes:
@@ -181,12 +182,18 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
     assert first["refresh"]["status"] == "candidate" and first["refresh"]["kl"] is not None
     assert first["refresh"]["similarity"]["candidate"] is not None
     assert {c["name"] for c in first["gate"]["checks"]} >= {"similarity", "kl"}
-    assert first["canary"] == {"version": "v0002", "share": 0.5}
+    canary = first["canary"]
+    assert (canary["version"], canary["share"]) == ("v0002", 0.5)
+    live = canary["live"]
+    assert live["comparisons"] == 8 and sum(live["choices"].values()) == 8
+    assert set(live["wins_by_version"]) <= {"v0001", "v0002"}
+    assert live["win_rate"] is None or live["ci"][0] <= live["win_rate"] <= live["ci"][1]
     heldout = first["heldout"]
     assert heldout["questions"] == 2 and 0.0 <= heldout["win_rate"] <= 1.0
     assert {a["outcome"] for a in heldout["answers"]} <= {"win", "loss", "tie", "both_bad"}
-    assert first["promotion"]["action"] == "promoted"
-    assert first["promotion"]["override"] == (not first["gate"]["passed"])
+    # the product's promotion rule needs 30 live comparisons; 8 are too few, so `override` promoted it
+    assert first["promotion"]["action"] == "promoted" and first["promotion"]["override"] is True
+    assert first["promotion"]["rule"] == "8 comparisons of v0002 vs v0001, need 30"
     # round 2 starts from the new champion
     assert first["champion_after"] == second["champion_before"] == "v0002"
     assert second["candidate"] == "v0003" and second["champion_after"] == "v0003"
@@ -203,13 +210,54 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
     assert overridden == [not r["gate"]["passed"] for r in (first, second)]
     assert any("win rate" in line for line in said)
 
+    live2 = second["canary"]["live"]["win_rate"]
     out = tmp_path / "results" / "simulate.json"
     png = write_results(result, out)
     written = json.loads(out.read_text())
     assert written["simulation"]["preference"] == "shorter" and len(written["rounds"]) == 2
     assert written["summary"]["win_rates"] == [first["heldout"]["win_rate"], second["heldout"]["win_rate"]]
+    assert written["summary"]["live_win_rates"] == [first["canary"]["live"]["win_rate"], live2]
     if png is not None:  # matplotlib is optional
         assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@dataclass
+class Recorder:
+    """Records what operate() asks of the registry."""
+
+    calls: list[tuple[Any, ...]]
+
+    def promote(self, version: str, *, actor: str, reason: str, override: bool, smoke: Any) -> None:
+        self.calls.append(("promote", version, override, reason))
+
+    def set_canary(self, version: str | None, share: float, *, actor: str, reason: str) -> None:
+        self.calls.append(("canary", version, share, reason))
+
+
+@pytest.mark.parametrize(
+    ("act", "override", "gate", "expected"),
+    [
+        (True, False, True, ("promoted", False, ("promote", "v0002", False))),
+        (False, False, True, ("kept champion", False, ("canary", None, 0.0))),
+        (False, True, True, ("promoted", True, ("promote", "v0002", False))),
+        (False, True, False, ("promoted", True, ("promote", "v0002", True))),  # the gate's override too
+    ],
+)
+def test_operate_follows_the_promotion_rule(
+    act: bool, override: bool, gate: bool, expected: tuple[Any, ...]
+) -> None:
+    from registry.policy import Decision
+    from trainer.simulate import Loop
+
+    cfg = SimulationConfig(override=override)
+    loop = Loop(None, None, cfg, QuestionBank((), ()), Shorter(), [], print)  # type: ignore[arg-type]
+    registry = Recorder([])
+    rule = Decision(act, "v0002 wins 40-12 (ties 9) vs v0001; CI low 0.63" if act else "CI low 0.41")
+    out = loop.operate(registry, 1, "v0002", gate, rule, smoke=None)
+    action, overridden, call = expected
+    assert (out["action"], out["override"], out["rule"]) == (action, overridden, rule.reason)
+    assert len(registry.calls) == 1 and registry.calls[0][:3] == call
+    assert rule.reason in registry.calls[0][3] and ("overridden" in out["reason"]) == overridden
 
 
 def test_summary_targets() -> None:
