@@ -55,6 +55,27 @@ def reward_win_rate(
     return sum(1.0 if c > h else 0.5 if c == h else 0.0 for c, h in pairs) / len(pairs)
 
 
+def pooled_reward_win_rate(
+    golden: tuple[list[float | None], list[float | None]],
+    logged: tuple[list[float | None], list[float | None]],
+    min_logged: int,
+) -> tuple[float | None, str]:
+    """The gate's reward win rate and what it was measured on: the held-out logged prompts alone when
+    there are at least `min_logged` of them, else those and the golden prompts together (a verdict on
+    one or two prompts is a coin flip), else the golden prompts alone. Each pair is (candidate, champion)."""
+    if len(logged[0]) >= min_logged:
+        return reward_win_rate(*logged), "logged"
+    if logged[0]:
+        return reward_win_rate(golden[0] + logged[0], golden[1] + logged[1]), "golden+logged"
+    return reward_win_rate(*golden), "golden"
+
+
+def _basis(evaluation: dict[str, Any]) -> str:
+    basis = evaluation.get("reward_win_rate_basis") or "golden"
+    logged = evaluation.get("reward_win_rate_prompts")
+    return f"{basis} prompts" + (f", {logged} logged" if logged else "")
+
+
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not math.isnan(float(value)) else None
 
@@ -87,7 +108,7 @@ def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateRes
                 win,
                 thresholds.min_reward_win_rate,
                 win >= thresholds.min_reward_win_rate,
-                "reward model prefers the candidate",
+                f"reward model prefers the candidate ({_basis(evaluation)})",
             )
         )
     kl = _number((report.get("policy") or {}).get("kl_to_champion"))

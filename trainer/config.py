@@ -125,6 +125,10 @@ class RefreshConfig:
     replay_ratio: float = _f(1.0, "Old examples replayed per new one when the reward model warm-starts.")
     min_pairs: int = _f(20, "Fewest preference pairs + thumbs a refresh needs.")
     max_prompts: int = _f(100, "Most logged prompts used for PPO rollouts.")
+    min_logged_prompts: int = _f(
+        8,
+        "Fewest held-out logged prompts for the gate's reward win rate alone (fewer: golden ones pooled in).",
+    )
     seed: int = _f(0, "Random seed for the whole pipeline.")
 
 

@@ -317,8 +317,9 @@ def _evaluate(
     heldout_prompts: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Candidate and champion on the same golden prompts, side by side; and the reward model's verdict
-    between their answers to held-out logged prompts (prompts no training example of this run used)."""
-    from registry.gate import reward_win_rate
+    between their answers to held-out logged prompts (prompts no training example of this run used),
+    pooled with the golden prompts when there are fewer than `min_logged_prompts` of them."""
+    from registry.gate import pooled_reward_win_rate, reward_win_rate
     from trainer.evaluation import answer_prompts, compare_reports, evaluate_policy
     from trainer.ppo import reward_model_scorer
     from trainer.prompts import PromptRenderer, golden_prompts, load_golden
@@ -350,6 +351,7 @@ def _evaluate(
         {"id": c.id, "question": c.question, "champion": h.answer, "candidate": c.answer}
         for c, h in zip(candidate_report.questions, champion_report.questions, strict=True)
     ]
+    logged: tuple[list[float | None], list[float | None]] = ([], [])
     if heldout_prompts:
 
         def answers(adapter: Path | None) -> list[str]:
@@ -363,12 +365,17 @@ def _evaluate(
 
         old = answers(champion.adapter_path(settings.models_dir))
         new = answers(candidate_adapter)
-        rate = reward_win_rate(
-            [float(x) for x in scorer(heldout_prompts, new)], [float(x) for x in scorer(heldout_prompts, old)]
+        logged = (
+            [float(x) for x in scorer(heldout_prompts, new)],
+            [float(x) for x in scorer(heldout_prompts, old)],
         )
-        comparison["reward_win_rate_golden"] = comparison["reward_win_rate"]
-        comparison["reward_win_rate"] = rate  # the gate's figure: held-out logged prompts
-        comparison["reward_win_rate_prompts"] = len(heldout_prompts)
+    golden = ([r.reward for r in candidate_report.questions], [r.reward for r in champion_report.questions])
+    rate, basis = pooled_reward_win_rate(golden, logged, configs.refresh.min_logged_prompts)
+    comparison["reward_win_rate_golden"] = comparison["reward_win_rate"]
+    comparison["reward_win_rate_logged"] = reward_win_rate(*logged)
+    comparison["reward_win_rate"] = rate  # the gate's figure
+    comparison["reward_win_rate_basis"] = basis
+    comparison["reward_win_rate_prompts"] = len(heldout_prompts)
     return comparison
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry.gate import GateThresholds, evaluate_gate, reward_win_rate
+from registry.gate import GateThresholds, evaluate_gate, pooled_reward_win_rate, reward_win_rate
 
 
 def report(**overrides: float) -> dict:
@@ -55,3 +55,27 @@ def test_reward_win_rate_counts_ties_half_and_skips_missing() -> None:
     # (2>1 win) (1<3 loss) (2=2 tie) (None skipped): (1 + 0 + 0.5) / 3 = 0.5
     assert reward_win_rate([2.0, 1.0, 2.0, None], [1.0, 3.0, 2.0, 5.0]) == 0.5
     assert reward_win_rate([None], [1.0]) is None
+
+
+def test_pooled_reward_win_rate_pools_golden_prompts_when_few_are_logged() -> None:
+    golden = ([2.0, 1.0, 1.0, 3.0], [1.0, 2.0, 1.0, 0.0])  # win, loss, tie, win: 2.5 of 4
+    one = ([5.0], [1.0])  # one logged prompt, a win: alone it would read 100%
+    assert pooled_reward_win_rate(golden, one, min_logged=3) == (3.5 / 5, "golden+logged")
+    three = ([5.0, 0.0, 2.0], [1.0, 1.0, 1.0])  # win, loss, win
+    assert pooled_reward_win_rate(golden, three, min_logged=3) == (2 / 3, "logged")
+    assert pooled_reward_win_rate(golden, ([], []), min_logged=3) == (2.5 / 4, "golden")
+    assert pooled_reward_win_rate(([None], [1.0]), ([], []), min_logged=3) == (None, "golden")
+
+
+def test_gate_names_what_the_reward_win_rate_was_measured_on() -> None:
+    report = {
+        "evaluation": {
+            "candidate": {"similarity": 0.5},
+            "champion": {"similarity": 0.5},
+            "reward_win_rate": 0.7,
+            "reward_win_rate_basis": "golden+logged",
+            "reward_win_rate_prompts": 2,
+        }
+    }
+    check = {c.name: c for c in evaluate_gate(report, GateThresholds()).checks}["reward_win_rate"]
+    assert check.passed and "golden+logged prompts, 2 logged" in check.detail

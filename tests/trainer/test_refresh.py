@@ -104,6 +104,10 @@ def test_a_refresh_from_api_feedback_registers_a_candidate(
     evaluation = manifest["report"]["evaluation"]
     assert {"similarity", "citation_correct", "length_tokens"} <= set(evaluation["candidate"])
     assert evaluation["champion"]["questions"] == 3 and len(evaluation["answers"]) == 3
+    # the gate's reward win rate: few held-out logged prompts here, so the golden ones are pooled in
+    assert 0 < evaluation["reward_win_rate_prompts"] < RefreshConfig().min_logged_prompts
+    assert evaluation["reward_win_rate_basis"] == "golden+logged"
+    assert 0.0 <= evaluation["reward_win_rate"] <= 1.0
     ppo_metrics = [
         json.loads(line) for line in (result.run_dir / "ppo" / "metrics.jsonl").read_text().splitlines()
     ]
