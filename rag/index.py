@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from rag.chunking import Chunk
+from rag.durable import fsync_dir, fsync_tree
 from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound, IndexWriteFailed, missing_extra
 from rag.lexical import LexicalIndex
 
@@ -188,9 +189,9 @@ def write_version(
         (tmp / "bm25").mkdir()
         LexicalIndex.build([c.embed_text for c in chunks]).save(tmp / "bm25")
         (tmp / "manifest.json").write_text(json.dumps({**manifest, "format": FORMAT_VERSION}, indent=1))
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         os.rename(tmp, final)
-        _fsync_dir(versions)
+        fsync_dir(versions)
     except (OSError, RuntimeError) as exc:  # disk full, I/O error (faiss reports them as RuntimeError)
         shutil.rmtree(tmp, ignore_errors=True)
         raise _write_failed(index_dir, f"index version {version}", exc) from exc
@@ -214,7 +215,7 @@ def publish(index_dir: Path, version: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _write_failed(index_dir, f"the pointer to {version}", exc) from exc
-    _fsync_dir(index_dir)
+    fsync_dir(index_dir)
 
 
 def _write_failed(index_dir: Path, what: str, exc: Exception) -> IndexWriteFailed:
@@ -264,23 +265,3 @@ def ingest_lock(index_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
-        _fsync_dir(sub)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

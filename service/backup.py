@@ -36,12 +36,12 @@ import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from rag.durable import fsync_dir, fsync_tree
 from service.datalock import LOCK_FILE, exclusive
 
 FORMAT = 1
@@ -186,9 +186,9 @@ def backup(
             "notes": notes,
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        _fsync_tree(partial)
+        fsync_tree(partial)
         os.rename(partial, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)
         raise WriteFailed(f"cannot make the backup {dest} ({exc}); nothing of it was kept") from exc
@@ -449,7 +449,7 @@ def restore(
             for entry in manifest["files"]:
                 rel = entry["path"]
                 _copy_file(src / rel, staging / rel, rel, progress, expected=entry["sha256"])
-            _fsync_tree(staging)
+            fsync_tree(staging)
             _swap(staging, data_dir)
         except OSError as exc:
             raise WriteFailed(f"cannot restore into {data_dir} ({exc}); it was left as it was") from exc
@@ -490,7 +490,7 @@ def _swap(staging: Path, data_dir: Path) -> None:
         os.rename(data_dir, aside)
         os.rename(staging, data_dir)
         os.rename(aside, staging)
-    _fsync_dir(data_dir.parent)
+    fsync_dir(data_dir.parent)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -548,26 +548,3 @@ def _version() -> str:
         return version("kbloop")
     except PackageNotFoundError:
         return "unknown"
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in _walk_files(folder):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
-        _fsync_dir(sub)
-
-
-def _walk_files(folder: Path) -> Iterator[Path]:
-    return (p for p in folder.rglob("*") if p.is_file())
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

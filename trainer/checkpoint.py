@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rag.durable import fsync_dir
+
 FILE = "state.pt"
 
 
@@ -66,7 +68,7 @@ def save(folder: Path, state: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def load(folder: Path) -> dict[str, Any] | None:
@@ -75,11 +77,3 @@ def load(folder: Path) -> dict[str, Any] | None:
         return None
     state: dict[str, Any] = torch.load(target, map_location="cpu", weights_only=False)
     return state
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
