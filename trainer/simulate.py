@@ -586,6 +586,20 @@ def write_results(result: dict[str, Any], out: Path) -> Path | None:
     ax.plot(
         xs, series(lambda r: r["heldout"]["win_rate"]), "o-", label="win rate of the new model (held out)"
     )
+    live = series(lambda r: r["canary"]["live"]["win_rate"])
+    low = series(lambda r: r["canary"]["live"]["ci"][0])
+    high = series(lambda r: r["canary"]["live"]["ci"][1])
+    ax.errorbar(
+        xs,
+        live,
+        yerr=[
+            [v - lo for v, lo in zip(live, low, strict=True)],
+            [h - v for v, h in zip(live, high, strict=True)],
+        ],
+        fmt="D:",
+        capsize=3,
+        label="canary's live win rate (95% CI), train questions",
+    )
     ax.plot(
         xs, series(lambda r: r["feedback"]["thumbs_up_rate"]), "s-", label="thumbs-up rate, round's feedback"
     )
