@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from trainer.config import RewardConfig
 from trainer.errors import TrainerError
 from trainer.prompts import GoldenItem
 from trainer.simulated_users import PREFERENCES, Employee, Preference, QuestionBank, employees
@@ -655,6 +656,12 @@ def simulate_command(
     dpo_learning_rate: Annotated[float, typer.Option(min=0, help="DPO's learning rate (--algo dpo).")] = 5e-5,
     dpo_epochs: Annotated[int, typer.Option(min=1, help="DPO passes over the pairs (--algo dpo).")] = 1,
     reward_epochs: Annotated[int, typer.Option(min=1, help="Reward-model passes per refresh.")] = 2,
+    reward_learning_rate: Annotated[
+        float, typer.Option(min=0, help="Reward model's learning rate (default: the trainer's).")
+    ] = RewardConfig.learning_rate,
+    reward_max_steps: Annotated[
+        int, typer.Option(min=0, help="Reward model's step cap per refresh (0 = all epochs).")
+    ] = RewardConfig.max_steps,
     eval_limit: Annotated[int, typer.Option(min=0, help="Golden questions in the gate (0 = all).")] = 0,
     preference: Annotated[str, typer.Option(help=f"Hidden preference: {', '.join(PREFERENCES)}.")] = (
         "concise-cited"
@@ -712,6 +719,9 @@ def simulate_command(
         ppo_temperature=ppo_temperature,
     )
     configs.dpo = dataclasses.replace(configs.dpo, learning_rate=dpo_learning_rate, epochs=dpo_epochs)
+    configs.reward = dataclasses.replace(
+        configs.reward, learning_rate=reward_learning_rate, max_steps=reward_max_steps
+    )
     try:
         bank = QuestionBank.split(load_golden(golden), questions, heldout, seed)
         result = simulate(

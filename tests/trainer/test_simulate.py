@@ -275,10 +275,11 @@ def test_cli_lists_options_and_rejects_unknown_preference(tmp_path: Path) -> Non
     from service.cli import app
 
     runner = CliRunner()
-    out = runner.invoke(app, ["simulate", "--help"], terminal_width=200)
+    out = runner.invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})  # rich cuts long names at 80
     assert out.exit_code == 0
     for option in ("--rounds", "--questions", "--users", "--asks", "--ppo-iterations", "--ppo-rollouts",
-                   "--algo", "--preference", "--override"):  # fmt: skip
+                   "--algo", "--preference", "--override", "--min-comparisons", "--reward-learning-rate",
+                   "--reward-max-steps"):  # fmt: skip
         assert option in out.output
     bad = runner.invoke(app, ["simulate", "--preference", "nope", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "concise-cited" in bad.output
