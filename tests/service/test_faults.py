@@ -347,7 +347,7 @@ app(["ingest", sys.argv[1], "--index", sys.argv[2], "--quiet"])
 @pytest.mark.parametrize(
     ("point", "module", "name", "expect"),
     [
-        ("version files written, not yet renamed into place", "rag.index", "_fsync_tree", "old"),
+        ("version files written, not yet renamed into place", "rag.index", "fsync_tree", "old"),
         ("version in place, CURRENT not yet moved", "rag.ingest", "publish", "old"),
         ("CURRENT moved, old versions not yet collected", "rag.ingest", "collect_garbage", "new"),
     ],
@@ -381,7 +381,7 @@ def test_ingest_killed_with_sigkill_leaves_a_complete_current_version(
         assert current == old, point
     else:
         assert current != old and current in list_versions(index), point
-    if name == "_fsync_tree":
+    if name == "fsync_tree":
         assert list((index / "versions").glob(".tmp-*")), "killed before the temporary version existed"
     if name == "publish":
         assert len(list_versions(index)) == 2  # the new version, complete, but not published
