@@ -338,11 +338,13 @@ class Loop:
         except TrainerError as exc:
             timings["refresh"] = time.perf_counter() - started
             out["refresh"] = {"status": "failed", "error": str(exc)}
+            out["champion_after"] = champion
             self.say(f"round {round_no}: refresh failed: {exc}")
             return out
         timings["refresh"] = time.perf_counter() - started
         out["refresh"] = _refresh_summary(result)
         if result.candidate is None:
+            out["champion_after"] = champion  # nothing to canary: the champion keeps serving
             self.say(f"round {round_no}: refresh refused: {out['refresh'].get('error')}")
             return out
         candidate = result.candidate
