@@ -115,6 +115,22 @@ class PairwiseWinRate:
     both_bad: int
     win_rate_a: Rate  # (wins_a + ties/2) of (wins_a + wins_b + ties); rate None when all were both_bad
 
+    def rate_of(self, version: str) -> Rate:
+        """`version`'s win rate in this pair: model_a's, or its mirror for model_b (the Wilson interval
+        is symmetric: b's interval is 1 − a's, bounds swapped)."""
+        if version == self.model_a:
+            return self.win_rate_a
+        if version != self.model_b:
+            raise ValueError(f"{version} is not in the pair {self.model_a} / {self.model_b}")
+        a = self.win_rate_a
+        return Rate(
+            a.trials - a.successes,
+            a.trials,
+            None if a.rate is None else 1.0 - a.rate,
+            1.0 - a.high,
+            1.0 - a.low,
+        )
+
 
 def pairwise_win_rates(outcomes: Iterable[tuple[str, str, str]], z: float = Z95) -> list[PairwiseWinRate]:
     """From (left model version, right model version, choice) of chosen comparisons, one entry per pair

@@ -36,8 +36,7 @@ def promotion_decision(
             continue
         wins, losses = (row.wins_a, row.wins_b) if row.model_a == canary else (row.wins_b, row.wins_a)
         decided = wins + losses + row.ties
-        # the canary's interval; when the canary is model_b it is the mirror of model_a's
-        low = row.win_rate_a.low if row.model_a == canary else 1.0 - row.win_rate_a.high
+        low = row.rate_of(canary).low
         if decided < min_comparisons:
             return Decision(False, f"{decided} comparisons of {canary} vs {champion}, need {min_comparisons}")
         if not gate_passed:

@@ -228,16 +228,21 @@ class Loop:
             "versions": sorted({shown["left_model_version"], shown["right_model_version"]}),
         }
 
-    def trial(self, round_no: int, champion: str, canary: str) -> dict[str, Any]:
-        """The canary's live trial: employees compare champion vs canary on the train questions; the
-        store's win rate of the pair (95% CI) is what the promotion rule reads."""
+    def trial(
+        self, round_no: int, champion: str, canary: str, passed: bool
+    ) -> tuple[dict[str, Any], Decision]:
+        """The canary's live trial: employees compare champion vs canary on the train questions. The
+        store's win rate of the pair (95% CI) is reported, and the product's automatic-promotion rule
+        (registry.policy.promotion_decision) is applied to the same figures."""
         from feedback.store import Store
+        from registry.policy import promotion_decision
 
         choices = _parallel(
             lambda job: self.compare(round_no, "canary", job), self._jobs(), self.cfg.concurrency
         )
         with Store(self.settings.database_path) as store:
-            rows = [r for r in store.win_rates() if {r.model_a, r.model_b} == {champion, canary}]
+            rates = store.win_rates()
+        rule = promotion_decision(rates, champion, canary, passed, self.cfg.min_comparisons)
         out: dict[str, Any] = {
             "comparisons": sum(c["choice"] != "skipped" for c in choices),
             "choices": dict(Counter(c["choice"] for c in choices)),
@@ -245,13 +250,11 @@ class Loop:
             "win_rate": None,
             "ci": None,
         }
-        if rows and rows[0].win_rate_a.rate is not None:
-            row, rate = rows[0], rows[0].win_rate_a.rate
-            flip = row.model_a != canary  # the canary's rate is the mirror of model_a's
-            low, high = row.win_rate_a.low, row.win_rate_a.high
-            out["win_rate"] = 1.0 - rate if flip else rate
-            out["ci"] = [1.0 - high, 1.0 - low] if flip else [low, high]
-        return out
+        row = next((r for r in rates if {r.model_a, r.model_b} == {champion, canary}), None)
+        if row is not None and row.win_rate_a.rate is not None:
+            rate = row.rate_of(canary)
+            out["win_rate"], out["ci"] = rate.rate, [rate.low, rate.high]
+        return out, rule
 
     def measure(self, round_no: int, champion: str, challenger: str) -> dict[str, Any]:
         """The challenger vs the champion on the held-out questions, judged by the employees."""
@@ -378,7 +381,8 @@ class Loop:
 
         self.say(f"round {round_no}: canary trial, {candidate} vs {champion} side by side")
         started = time.perf_counter()
-        out["canary"]["live"] = live = self.trial(round_no, champion, candidate)
+        live, rule = self.trial(round_no, champion, candidate, gate.passed)
+        out["canary"]["live"] = live
         timings["canary"] += time.perf_counter() - started
         ci = live["ci"] or [float("nan")] * 2
         self.say(
@@ -396,22 +400,11 @@ class Loop:
         self.say(f"round {round_no}: win rate {_pct(win)} {out['heldout']['outcomes']}")
 
         started = time.perf_counter()
-        rule = self.decide(champion, candidate, gate.passed)
         out["promotion"] = self.operate(registry, round_no, candidate, gate.passed, rule, smoke)
         timings["promote"] = time.perf_counter() - started
         out["champion_after"] = registry.aliases()["champion"]
         self.say(f"round {round_no}: {out['promotion']['action']}: {out['promotion']['reason']}")
         return out
-
-    def decide(self, champion: str, candidate: str, passed: bool) -> Decision:
-        """The product's automatic-promotion rule on the store's live comparisons."""
-        from feedback.store import Store
-        from registry.policy import promotion_decision
-
-        with Store(self.settings.database_path) as store:
-            return promotion_decision(
-                store.win_rates(), champion, candidate, passed, self.cfg.min_comparisons
-            )
 
     def operate(
         self, registry: Any, round_no: int, candidate: str, passed: bool, rule: Decision, smoke: Any

@@ -113,3 +113,22 @@ def test_reason_histograms() -> None:
     }
     assert list(m1.counts) == list(m2.counts)  # every reason, in one fixed order
     assert (m2.down_votes, m2.counts["unsafe"]) == (1, 1)
+
+
+def test_rate_of_either_side_of_a_pair() -> None:
+    # m2 wins 3, m1 wins 1, one tie: m1 has 1.5 of 5 (30%), m2 3.5 of 5 (70%)
+    outcomes = [
+        ("m1", "m2", "B"),
+        ("m2", "m1", "A"),
+        ("m1", "m2", "B"),
+        ("m1", "m2", "A"),
+        ("m1", "m2", "tie"),
+    ]
+    (pair,) = pairwise_win_rates(outcomes)
+    a, b = pair.rate_of("m1"), pair.rate_of("m2")
+    assert a == pair.win_rate_a and a.rate == pytest.approx(0.3)
+    direct = Rate.of(3.5, 5)  # m2's rate computed as if it were model_a
+    assert b.successes == 3.5 and b.trials == 5 and b.rate == pytest.approx(0.7)
+    assert (b.low, b.high) == (pytest.approx(direct.low), pytest.approx(direct.high))
+    with pytest.raises(ValueError, match="m3"):
+        pair.rate_of("m3")
