@@ -59,6 +59,15 @@ class Rate:
         return cls(successes, trials, successes / trials if trials else None, low, high)
 
 
+def clustered_rate(points: Iterable[Sequence[float]], z: float = Z95) -> Rate:
+    """A win rate over clusters of judgements (e.g. several answers to one question): each cluster's
+    points (1 win, 0.5 tie, 0 loss) are averaged into one fractional success, and the interval is
+    Wilson's over the clusters, so repeated judgements of one question do not narrow it as if they
+    were independent. Empty clusters are skipped."""
+    means = [sum(c) / len(c) for c in (list(c) for c in points) if c]
+    return Rate.of(min(math.fsum(means), len(means)), len(means), z)  # fsum: no 3.0000000000000004 of 3
+
+
 # -- thumbs ---------------------------------------------------------------------------------------
 
 

@@ -58,6 +58,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 GOLDEN = Path(__file__).resolve().parent.parent / "examples" / "acme-handbook" / "golden.jsonl"
 TARGET_WIN_RATE = 0.65
+_POINTS = {"win": 1.0, "loss": 0.0}  # a tie or both-bad is half a win
 ACTOR = "simulate"
 
 
@@ -75,6 +76,7 @@ class SimulationConfig:
     users: int = 6
     asks: int = 1  # times each train question is asked (and compared) per round, by different employees
     max_tokens: int = 48  # answer length, in collection and measurement alike
+    heldout_samples: int = 2  # sampled (as served) held-out judgements per question, beside the greedy one
     canary_share: float = 0.5
     override: bool = False  # promote a candidate the promotion rule refused (recorded as an override)
     min_comparisons: int = 30  # live canary-vs-champion comparisons the promotion rule needs
@@ -257,24 +259,32 @@ class Loop:
         return out, rule
 
     def measure(self, round_no: int, champion: str, challenger: str) -> dict[str, Any]:
-        """The challenger vs the champion on the held-out questions, judged by the employees."""
+        """The challenger vs the champion on the held-out questions, judged by the employees: once on
+        greedy answers (`win_rate`, comparable across runs), then `heldout_samples` times on answers
+        sampled as served (the chat's default temperature), each time by another employee. Every win
+        rate comes with a 95% interval over questions (feedback.stats.clustered_rate)."""
+        from feedback.stats import clustered_rate
+
         n, cfg = len(self.people), self.cfg
 
-        def judge(job: tuple[int, GoldenItem]) -> dict[str, Any]:
-            i, item = job
-            who = self.people[(i + round_no) % n]
+        def judge(job: tuple[int, int, GoldenItem]) -> dict[str, Any]:
+            i, k, item = job  # k = 0: greedy; k >= 1: the k-th sampled pair
+            who = self.people[(i + round_no + k) % n]
+            options: dict[str, Any] = {"temperature": 0.0} if k == 0 else {}
             new, old = (
-                _ask(self.client, who, item.question, cfg.max_tokens, model=v, temperature=0.0)
+                _ask(self.client, who, item.question, cfg.max_tokens, model=v, **options)
                 for v in (challenger, champion)
             )
             if new["refused"] and old["refused"]:  # refused by retrieval: no model answered either
-                return {"id": item.id, "outcome": "refused"}
+                return {"id": item.id, "sample": k, "outcome": "refused"}
             a, b = self._score(item, new), self._score(item, old)
-            rng, same = self._rng(round_no, "heldout", item.id), _same(new, old)
+            stage = "heldout" if k == 0 else f"heldout-sampled-{k}"
+            rng, same = self._rng(round_no, stage, item.id), _same(new, old)
             choice = who.choose(self.pref, a, b, rng, cfg.noise, same)
             outcome = {"A": "win", "B": "loss"}.get(choice, choice)
             return {
                 "id": item.id,
+                "sample": k,
                 "question": item.question,
                 "outcome": outcome,
                 "score_new": a,
@@ -283,19 +293,38 @@ class Loop:
                 "old": old["text"],
             }
 
-        judged = _parallel(judge, list(enumerate(self.bank.heldout)), max(1, cfg.concurrency // 2))
-        counted = [j for j in judged if j["outcome"] != "refused"]
-        outcomes = Counter(j["outcome"] for j in judged)
-        points = sum(
-            1.0 if j["outcome"] == "win" else 0.0 if j["outcome"] == "loss" else 0.5 for j in counted
-        )
+        jobs = [
+            (i, k, item) for k in range(cfg.heldout_samples + 1) for i, item in enumerate(self.bank.heldout)
+        ]
+        judged = _parallel(judge, jobs, max(1, cfg.concurrency // 2))
+        greedy = [j for j in judged if j["sample"] == 0]
+        counted = [j for j in greedy if j["outcome"] != "refused"]
+
+        def win_rate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+            by_question: dict[str, list[float]] = {}
+            for j in rows:
+                if j["outcome"] != "refused":
+                    by_question.setdefault(j["id"], []).append(_POINTS.get(j["outcome"], 0.5))
+            rate = clustered_rate(by_question.values())
+            return {
+                "judgements": sum(len(v) for v in by_question.values()),
+                "questions": len(by_question),
+                "outcomes": dict(Counter(j["outcome"] for j in rows)),
+                "win_rate": rate.rate,
+                "ci": [rate.low, rate.high] if rate.rate is not None else None,
+            }
+
+        head = win_rate(greedy)
         bar = self.pref.thumbs_up_above
         return {
             "challenger": challenger,
             "champion": champion,
-            "questions": len(counted),
-            "outcomes": dict(outcomes),
-            "win_rate": points / len(counted) if counted else None,
+            "questions": head["questions"],
+            "outcomes": head["outcomes"],
+            "win_rate": head["win_rate"],
+            "ci": head["ci"],
+            "sampled": win_rate([j for j in judged if j["sample"] > 0]) if cfg.heldout_samples else None,
+            "pooled": win_rate(judged) if cfg.heldout_samples else None,
             "mean_score": {
                 "new": _mean([j["score_new"] for j in counted]),
                 "old": _mean([j["score_old"] for j in counted]),
@@ -396,8 +425,14 @@ class Loop:
         started = time.perf_counter()
         out["heldout"] = self.measure(round_no, champion, candidate)
         timings["measure"] = time.perf_counter() - started
-        win = out["heldout"]["win_rate"]
-        self.say(f"round {round_no}: win rate {_pct(win)} {out['heldout']['outcomes']}")
+        held = out["heldout"]
+        self.say(f"round {round_no}: win rate {_pct(held['win_rate'])}{_ci(held['ci'])} {held['outcomes']}")
+        if held["pooled"]:
+            pooled = held["pooled"]
+            self.say(
+                f"round {round_no}: with {self.cfg.heldout_samples} sampled answers each, "
+                f"{_pct(pooled['win_rate'])}{_ci(pooled['ci'])} over {pooled['judgements']} judgements"
+            )
 
         started = time.perf_counter()
         out["promotion"] = self.operate(registry, round_no, candidate, gate.passed, rule, smoke)
@@ -524,6 +559,13 @@ def summarize(rounds: Sequence[dict[str, Any]], max_similarity_drop: float) -> d
     first = wins[0] if wins else None
     return {
         "win_rates": wins,
+        "win_rate_cis": [r["heldout"].get("ci") for r in rounds if r.get("heldout")],
+        "pooled_win_rates": [
+            (r["heldout"].get("pooled") or {}).get("win_rate") for r in rounds if r.get("heldout")
+        ],
+        "pooled_win_rate_cis": [
+            (r["heldout"].get("pooled") or {}).get("ci") for r in rounds if r.get("heldout")
+        ],
         "live_win_rates": [r["canary"]["live"]["win_rate"] for r in rounds if "live" in r.get("canary", {})],
         "target_win_rate": TARGET_WIN_RATE,
         "win_rate_target_met": first is not None and first >= TARGET_WIN_RATE,
@@ -582,6 +624,9 @@ def write_results(result: dict[str, Any], out: Path) -> Path | None:
     ax.plot(
         xs, series(lambda r: r["heldout"]["win_rate"]), "o-", label="win rate of the new model (held out)"
     )
+    pooled = series(lambda r: r["heldout"]["pooled"]["win_rate"])
+    if any(v == v for v in pooled):  # not all NaN: the run judged sampled answers too
+        ax.plot(xs, pooled, "o--", label="held out, greedy + sampled answers")
     live = series(lambda r: r["canary"]["live"]["win_rate"])
     low = series(lambda r: r["canary"]["live"]["ci"][0])
     high = series(lambda r: r["canary"]["live"]["ci"][1])
@@ -630,6 +675,10 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
 
+def _ci(ci: Sequence[float] | None) -> str:
+    return "" if ci is None else f" (95% CI {ci[0]:.2f}–{ci[1]:.2f})"
+
+
 # -- the command ----------------------------------------------------------------------------------
 
 
@@ -637,6 +686,9 @@ def simulate_command(
     rounds: Annotated[int, typer.Option(min=1, help="Feedback → refresh → canary → promote rounds.")] = 2,
     questions: Annotated[int, typer.Option(min=0, help="Train questions asked per round (0 = all).")] = 24,
     heldout: Annotated[int, typer.Option(min=1, help="Held-out questions for the win rate.")] = 10,
+    heldout_samples: Annotated[
+        int, typer.Option(min=0, help="Sampled answer pairs judged per held-out question (beside greedy).")
+    ] = SimulationConfig.heldout_samples,
     users: Annotated[int, typer.Option(min=2, help="Simulated employees.")] = 6,
     asks: Annotated[
         int, typer.Option(min=1, help="Times each train question is asked and compared per round.")
@@ -650,6 +702,9 @@ def simulate_command(
     algo: Annotated[str, typer.Option(help="Policy update: ppo (against the reward model) or dpo.")] = "ppo",
     dpo_learning_rate: Annotated[float, typer.Option(min=0, help="DPO's learning rate (--algo dpo).")] = 5e-5,
     dpo_epochs: Annotated[int, typer.Option(min=1, help="DPO passes over the pairs (--algo dpo).")] = 1,
+    dpo_max_steps: Annotated[
+        int, typer.Option(min=0, help="DPO's step cap per refresh (0 = all epochs; --algo dpo).")
+    ] = 0,
     reward_epochs: Annotated[int, typer.Option(min=1, help="Reward-model passes per refresh.")] = 2,
     reward_learning_rate: Annotated[
         float, typer.Option(min=0, help="Reward model's learning rate (default: the trainer's).")
@@ -696,6 +751,7 @@ def simulate_command(
         users=users,
         asks=asks,
         max_tokens=max_tokens,
+        heldout_samples=heldout_samples,
         canary_share=canary_share,
         override=override,
         min_comparisons=min_comparisons or settings.auto_promote_min_comparisons,
@@ -713,7 +769,9 @@ def simulate_command(
         ppo_rollouts=ppo_rollouts,
         ppo_temperature=ppo_temperature,
     )
-    configs.dpo = dataclasses.replace(configs.dpo, learning_rate=dpo_learning_rate, epochs=dpo_epochs)
+    configs.dpo = dataclasses.replace(
+        configs.dpo, learning_rate=dpo_learning_rate, epochs=dpo_epochs, max_steps=dpo_max_steps
+    )
     configs.reward = dataclasses.replace(
         configs.reward, learning_rate=reward_learning_rate, max_steps=reward_max_steps
     )

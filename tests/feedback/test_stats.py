@@ -7,6 +7,7 @@ import pytest
 from feedback.stats import (
     Z95,
     Rate,
+    clustered_rate,
     pairwise_win_rates,
     position_bias,
     reason_histograms,
@@ -132,3 +133,19 @@ def test_rate_of_either_side_of_a_pair() -> None:
     assert (b.low, b.high) == (pytest.approx(direct.low), pytest.approx(direct.high))
     with pytest.raises(ValueError, match="m3"):
         pair.rate_of("m3")
+
+
+def test_clustered_rate_counts_questions_not_judgements() -> None:
+    # three questions judged 3, 1 and 2 times (an empty one is skipped): means 2/3, 1/2, 0 -> 7/6 of 3
+    rate = clustered_rate([[1.0, 1.0, 0.0], [0.5], [0.0, 0.0], []])
+    assert (rate.successes, rate.trials) == (pytest.approx(7 / 6), 3)
+    assert rate.rate == pytest.approx(7 / 18)  # 0.3889
+    # Wilson at p = 7/18, n = 3: center 1.02913 / 2.28049 = 0.45128, half-width 0.84512 / 2.28049 = 0.37059
+    assert (rate.low, rate.high) == (pytest.approx(0.08069, abs=1e-4), pytest.approx(0.82187, abs=1e-4))
+    # the six judgements as if independent (2.5 of 6) would give a narrower, overconfident interval
+    naive = Rate.of(2.5, 6)
+    assert naive.high - naive.low < rate.high - rate.low
+    # one judgement per question is plain Wilson; all wins stay exactly 1
+    assert clustered_rate([[1.0], [0.0], [0.5]]) == Rate.of(1.5, 3)
+    assert clustered_rate([[1.0, 1.0]] * 3).high == 1.0
+    assert clustered_rate([]).rate is None

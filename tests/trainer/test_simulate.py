@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from feedback.stats import wilson_interval
 from service.settings import Settings
 from trainer.config import PPOConfig, RefreshConfig, RewardConfig
 from trainer.errors import DataError
@@ -145,7 +146,9 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
         device="cpu",
         refusal_threshold=0.0,
     )
-    cfg = SimulationConfig(rounds=2, users=3, asks=2, max_tokens=8, override=True, concurrency=2)
+    cfg = SimulationConfig(
+        rounds=2, users=3, asks=2, max_tokens=8, heldout_samples=1, override=True, concurrency=2
+    )
     bank = QuestionBank.split(BANK, train=4, heldout=2, seed=0)
     said: list[str] = []
     partial: list[tuple[int, bool]] = []
@@ -190,7 +193,16 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
     assert live["win_rate"] is None or live["ci"][0] <= live["win_rate"] <= live["ci"][1]
     heldout = first["heldout"]
     assert heldout["questions"] == 2 and 0.0 <= heldout["win_rate"] <= 1.0
+    assert heldout["ci"][0] <= heldout["win_rate"] <= heldout["ci"][1]
     assert {a["outcome"] for a in heldout["answers"]} <= {"win", "loss", "tie", "both_bad"}
+    # each held-out question judged twice: greedy, then sampled as served; the pooled rate averages a
+    # question's judgements and its interval counts questions (2), not judgements (4)
+    assert sorted(a["sample"] for a in heldout["answers"]) == [0, 0, 1, 1]
+    sampled, pooled = heldout["sampled"], heldout["pooled"]
+    assert (sampled["judgements"], sampled["questions"]) == (2, 2)
+    assert (pooled["judgements"], pooled["questions"]) == (4, 2)
+    assert pooled["win_rate"] == pytest.approx((heldout["win_rate"] + sampled["win_rate"]) / 2)
+    assert pooled["ci"] == pytest.approx(list(wilson_interval(2 * pooled["win_rate"], 2)))
     # the product's promotion rule needs 30 live comparisons; 8 are too few, so `override` promoted it
     assert first["promotion"]["action"] == "promoted" and first["promotion"]["override"] is True
     assert first["promotion"]["rule"] == "8 comparisons of v0002 vs v0001, need 30"
@@ -217,6 +229,9 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
     assert written["simulation"]["preference"] == "shorter" and len(written["rounds"]) == 2
     assert written["summary"]["win_rates"] == [first["heldout"]["win_rate"], second["heldout"]["win_rate"]]
     assert written["summary"]["live_win_rates"] == [first["canary"]["live"]["win_rate"], live2]
+    assert written["summary"]["pooled_win_rates"] == [
+        r["heldout"]["pooled"]["win_rate"] for r in (first, second)
+    ]
     if png is not None:  # matplotlib is optional
         assert png.read_bytes()[:4] == b"\x89PNG"
 
@@ -279,7 +294,7 @@ def test_cli_lists_options_and_rejects_unknown_preference(tmp_path: Path) -> Non
     assert out.exit_code == 0
     for option in ("--rounds", "--questions", "--users", "--asks", "--ppo-iterations", "--ppo-rollouts",
                    "--algo", "--preference", "--override", "--min-comparisons", "--reward-learning-rate",
-                   "--reward-max-steps"):  # fmt: skip
+                   "--reward-max-steps", "--heldout-samples", "--dpo-max-steps"):  # fmt: skip
         assert option in out.output
     bad = runner.invoke(app, ["simulate", "--preference", "nope", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "concise-cited" in bad.output
