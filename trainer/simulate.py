@@ -553,9 +553,16 @@ def simulate(
 
 
 def summarize(rounds: Sequence[dict[str, Any]], max_similarity_drop: float) -> dict[str, Any]:
-    """The targets: ≥ 65% win rate after the first refresh, golden similarity down by at most the guard."""
+    """The targets: ≥ 65% win rate after the first refresh, and the golden similarity of every promoted
+    model down by at most the guard (False when nothing was promoted)."""
     wins = [r["heldout"]["win_rate"] for r in rounds if r.get("heldout")]
     deltas = [r["refresh"]["similarity"]["delta"] for r in rounds if r.get("refresh", {}).get("similarity")]
+    # the guard is on the models that went on to serve: a refused candidate's drop is reported, not held
+    served = [
+        r["refresh"]["similarity"]["delta"]
+        for r in rounds
+        if (r.get("promotion") or {}).get("action") == "promoted" and r["refresh"].get("similarity")
+    ]
     first = wins[0] if wins else None
     return {
         "win_rates": wins,
@@ -571,8 +578,9 @@ def summarize(rounds: Sequence[dict[str, Any]], max_similarity_drop: float) -> d
         "win_rate_target_met": first is not None and first >= TARGET_WIN_RATE,
         "similarity_deltas": deltas,
         "max_similarity_drop": max_similarity_drop,
-        "similarity_guard_met": bool(deltas)
-        and all(d is not None and d >= -max_similarity_drop for d in deltas),
+        "promoted_similarity_deltas": served,
+        "similarity_guard_met": bool(served)
+        and all(d is not None and d >= -max_similarity_drop for d in served),
         "promotions": sum(1 for r in rounds if (r.get("promotion") or {}).get("action") == "promoted"),
     }
 

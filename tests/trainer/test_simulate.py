@@ -276,14 +276,26 @@ def test_operate_follows_the_promotion_rule(
 
 
 def test_summary_targets() -> None:
-    def round_(win: float, delta: float) -> dict[str, Any]:
-        return {"heldout": {"win_rate": win}, "refresh": {"similarity": {"delta": delta}}}
+    def round_(win: float, delta: float, action: str = "promoted") -> dict[str, Any]:
+        return {
+            "heldout": {"win_rate": win},
+            "refresh": {"similarity": {"delta": delta}},
+            "promotion": {"action": action},
+        }
 
     met = summarize([round_(0.7, -0.01), round_(0.6, 0.0)], 0.02)
     assert met["win_rate_target_met"] and met["similarity_guard_met"]
     missed = summarize([round_(0.6, -0.03)], 0.02)
     assert not missed["win_rate_target_met"] and not missed["similarity_guard_met"]
     assert summarize([{"refresh": {"status": "failed"}}], 0.02)["win_rate_target_met"] is False
+    # a candidate that was not promoted never served: its drop is reported but does not break the guard
+    kept = summarize([round_(0.7, 0.01), round_(0.4, -0.2, "kept champion")], 0.02)
+    assert kept["similarity_deltas"] == [0.01, -0.2] and kept["promoted_similarity_deltas"] == [0.01]
+    assert kept["similarity_guard_met"]
+    refused = {"refresh": {"status": "refused", "similarity": {"delta": -0.196}}}  # no candidate at all
+    assert summarize([round_(0.64, 0.02), refused], 0.02)["similarity_guard_met"]
+    # nothing promoted: the guard is not met by default
+    assert not summarize([round_(0.7, 0.0, "kept champion")], 0.02)["similarity_guard_met"]
 
 
 def test_cli_lists_options_and_rejects_unknown_preference(tmp_path: Path) -> None:
