@@ -12,7 +12,7 @@ from registry.cli import models_app
 from service.backup_cli import backup_command, restore_command
 from service.serve_cli import serve_command
 from trainer.cli import eval_app, train_app, trainer_app
-from trainer.simulate import simulate_command
+from trainer.simulate import judge_command, simulate_command
 
 app = typer.Typer(
     name="kbloop",
@@ -30,6 +30,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(trainer_app, name="trainer")
 app.add_typer(models_app, name="models")
 app.command("simulate")(simulate_command)
+app.command("simulate-judge")(judge_command)
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
 

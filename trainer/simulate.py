@@ -14,7 +14,9 @@ socket is skipped), as employees with their own bearer tokens:
               and employees use the Compare tab on the train questions (`asks` times each), which pairs
               champion vs canary: the live human win rate, stored like any comparison;
   4. measure  each held-out question (never voted on) is answered by the candidate and by the champion,
-              pinned by version id and greedy, and one employee picks the better: the win rate;
+              pinned by version id and greedy, and one employee picks the better: the win rate; then
+              `heldout_samples` more times with answers sampled as served, each judged by another
+              employee; every rate with a 95% interval over questions;
   5. promote  by the product's automatic-promotion rule (registry.policy.promotion_decision: the gate
               passed and the canary's live win-rate 95% CI lower bound is above 50% with at least
               `min_comparisons` comparisons), or with `override` (recorded as such); otherwise the
@@ -23,19 +25,22 @@ socket is skipped), as employees with their own bearer tokens:
 The preference is hidden: the trainer only sees votes and choices. An employee votes up when the
 preference's score (plus a little seeded noise, and their own threshold) is above the preference's
 bar, picks the higher score side by side (tie within `tie_within`, both bad under `both_bad_below`).
-Held-out answers are logged like any answer, so from round 2 on PPO may sample held-out *questions* as
-rollout prompts (`logged_prompts` takes every logged answer); their answers are never labelled.
+`kbloop simulate-judge` runs step 4 alone, for any two versions on any question bank (e.g. questions
+that no round ever asked). Held-out answers are logged like any answer, so from round 2 on PPO may
+sample held-out *questions* as rollout prompts (`logged_prompts` takes every logged answer); their
+answers are never labelled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -491,6 +496,37 @@ def _refresh_summary(result: Any) -> dict[str, Any]:
 # -- the whole simulation -------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _service(
+    settings: Settings, cfg: SimulationConfig, embedder: Any
+) -> Iterator[tuple[Any, Settings, list[Employee]]]:
+    """The app under `settings.data_dir`, with the simulated employees' tokens: (client, its settings,
+    the employees)."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    people = employees(cfg.users, cfg.seed, cfg.noise)
+    tokens = settings.data_dir / "simulate" / "tokens.json"
+    tokens.parent.mkdir(parents=True, exist_ok=True)
+    tokens.write_text(json.dumps({p.token: {"user": p.user, "role": "employee"} for p in people}))
+    tokens.chmod(0o600)
+    app_settings = settings.model_copy(update={"tokens_file": tokens})
+    with TestClient(create_app(app_settings, embedder=embedder, mount_ui=False)) as client:
+        ready = client.get("/readyz")
+        if ready.status_code != 200:
+            raise SimulationError(f"the service is not ready: {ready.text[:300]}; run `kbloop ingest` first")
+        yield client, app_settings, people
+
+
+def _preference(cfg: SimulationConfig, preference: Preference | None) -> Preference:
+    if preference is not None:
+        return preference
+    if cfg.preference not in PREFERENCES:
+        raise SimulationError(f"unknown preference {cfg.preference!r}; one of {', '.join(PREFERENCES)}")
+    return PREFERENCES[cfg.preference]()
+
+
 def simulate(
     settings: Settings,
     cfg: SimulationConfig,
@@ -505,21 +541,9 @@ def simulate(
     """Run `cfg.rounds` rounds on the service under `settings.data_dir` (its index must exist), with
     `preference` (default: `PREFERENCES[cfg.preference]`) as the employees' hidden taste. `on_round`
     gets the results so far after every round (the CLI writes them, so a stopped run keeps its rounds)."""
-    from fastapi.testclient import TestClient
-
     from registry.registry import Registry
-    from service.app import create_app
 
-    if preference is None:
-        if cfg.preference not in PREFERENCES:
-            raise SimulationError(f"unknown preference {cfg.preference!r}; one of {', '.join(PREFERENCES)}")
-        preference = PREFERENCES[cfg.preference]()
-    people = employees(cfg.users, cfg.seed, cfg.noise)
-    tokens = settings.data_dir / "simulate" / "tokens.json"
-    tokens.parent.mkdir(parents=True, exist_ok=True)
-    tokens.write_text(json.dumps({p.token: {"user": p.user, "role": "employee"} for p in people}))
-    tokens.chmod(0o600)
-    app_settings = settings.model_copy(update={"tokens_file": tokens})
+    preference = _preference(cfg, preference)
     started = time.perf_counter()
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -535,10 +559,7 @@ def simulate(
         "questions": {"train": [i.id for i in bank.train], "heldout": [i.id for i in bank.heldout]},
         "rounds": [],
     }
-    with TestClient(create_app(app_settings, embedder=embedder, mount_ui=False)) as client:
-        ready = client.get("/readyz")
-        if ready.status_code != 200:
-            raise SimulationError(f"the service is not ready: {ready.text[:300]}; run `kbloop ingest` first")
+    with _service(settings, cfg, embedder) as (client, app_settings, people):
         loop = Loop(client, app_settings, cfg, bank, preference, people, say)
         registry = Registry(settings.models_dir, settings.gate_thresholds())
         for round_no in range(1, cfg.rounds + 1):
@@ -550,6 +571,53 @@ def simulate(
             if on_round is not None:
                 on_round(result)
     return result
+
+
+def judge(
+    settings: Settings,
+    cfg: SimulationConfig,
+    challenger: str,
+    champion: str,
+    items: Sequence[GoldenItem],
+    *,
+    embedder: Any = None,
+    preference: Preference | None = None,
+    say: Callable[[str], None] = log.info,
+) -> dict[str, Any]:
+    """Step 4 alone: the employees judge `challenger` vs `champion` (version ids of the registry under
+    `settings.models_dir`) on the answerable `items` with sources, greedy and `cfg.heldout_samples`
+    times sampled. Nothing is trained or promoted; the answers are logged like any."""
+    from registry.errors import UnknownVersion
+    from registry.registry import Registry
+
+    preference = _preference(cfg, preference)
+    registry = Registry(settings.models_dir, settings.gate_thresholds())
+    try:  # aliases name their version: the answers are pinned by id
+        challenger, champion = (registry.version(v).id for v in (challenger, champion))
+    except UnknownVersion as exc:
+        raise SimulationError(f"{exc}; `kbloop models list` shows the versions") from None
+    if challenger == champion:
+        raise SimulationError(f"{challenger} against itself says nothing; name two versions")
+    questions = tuple(
+        sorted({i.question: i for i in items if i.answerable and i.sources}.values(), key=lambda i: i.id)
+    )
+    if not questions:
+        raise SimulationError("the question bank has no answerable questions with sources")
+    started = time.perf_counter()
+    with _service(settings, cfg, embedder) as (client, app_settings, people):
+        loop = Loop(client, app_settings, cfg, QuestionBank((), questions), preference, people, say)
+        n = len(questions)
+        say(f"{challenger} vs {champion} on {n} questions: greedy + {cfg.heldout_samples} sampled")
+        measured = loop.measure(1, champion, challenger)
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": _machine(),
+        "simulation": {**cfg.to_json(), "preference": preference.name},
+        "service": {"data_dir": str(settings.data_dir), "device": settings.device},
+        "question_ids": [i.id for i in questions],
+        "seconds": time.perf_counter() - started,
+        **measured,
+    }
 
 
 def summarize(rounds: Sequence[dict[str, Any]], max_similarity_drop: float) -> dict[str, Any]:
@@ -799,3 +867,65 @@ def simulate_command(
     png = write_results(result, out)
     summary = result["summary"]
     typer.echo(json.dumps({"out": str(out), "plot": str(png) if png else None, **summary}, indent=2))
+
+
+def judge_command(
+    challenger: Annotated[str, typer.Argument(help="The version to judge, e.g. v0002.")],
+    champion: Annotated[str, typer.Argument(help="The version it is judged against, e.g. v0001.")],
+    golden: Annotated[Path, typer.Option(help="Question bank: a golden-set JSONL.")] = GOLDEN,
+    samples: Annotated[
+        int, typer.Option(min=0, help="Sampled answer pairs judged per question (beside greedy).")
+    ] = SimulationConfig.heldout_samples,
+    users: Annotated[int, typer.Option(min=2, help="Simulated employees.")] = 6,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Answer length.")] = 48,
+    preference: Annotated[str, typer.Option(help=f"Hidden preference: {', '.join(PREFERENCES)}.")] = (
+        "concise-cited"
+    ),
+    noise: Annotated[float, typer.Option(min=0, help="Employees' judgement noise (score units).")] = 0.05,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed: employees and noise.")] = 0,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data dir (default KBLOOP_DATA_DIR): its index and versions.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the judgements here (JSON).")] = None,
+) -> None:
+    """Simulated employees judge two model versions side by side on a question bank (greedy and sampled
+    answers): the win rate with its 95% interval over questions. For questions no round trained on."""
+    from service.settings import Settings
+    from trainer.prompts import load_golden
+    from trainer.runs import write_json
+
+    if preference not in PREFERENCES:
+        raise typer.BadParameter(f"--preference must be one of {', '.join(PREFERENCES)}")
+    settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    cfg = SimulationConfig(
+        users=users,
+        max_tokens=max_tokens,
+        heldout_samples=samples,
+        preference=preference,
+        noise=noise,
+        concurrency=concurrency,
+        seed=seed,
+    )
+    try:
+        result = judge(
+            settings, cfg, challenger, champion, load_golden(golden), say=lambda m: typer.echo(m, err=True)
+        )
+    except TrainerError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(out, result)
+    keys = (
+        "challenger",
+        "champion",
+        "questions",
+        "outcomes",
+        "win_rate",
+        "ci",
+        "sampled",
+        "pooled",
+        "mean_score",
+    )
+    typer.echo(json.dumps({"out": str(out) if out else None, **{k: result[k] for k in keys}}, indent=2))

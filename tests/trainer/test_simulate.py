@@ -21,7 +21,7 @@ from trainer.config import PPOConfig, RefreshConfig, RewardConfig
 from trainer.errors import DataError
 from trainer.prompts import GoldenItem
 from trainer.refresh import RefreshConfigs
-from trainer.simulate import SimulationConfig, simulate, summarize, write_results
+from trainer.simulate import SimulationConfig, SimulationError, judge, simulate, summarize, write_results
 from trainer.simulated_users import (
     ConciseCitedPreference,
     Employee,
@@ -235,6 +235,21 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
     if png is not None:  # matplotlib is optional
         assert png.read_bytes()[:4] == b"\x89PNG"
 
+    # step 4 alone, on the versions the loop made: every usable question of the bank, greedy + 1 sample
+    judged = judge(settings, cfg, "champion", "v0001", BANK, embedder=embedder, preference=Shorter())
+    assert (judged["challenger"], judged["champion"]) == ("v0003", "v0001")  # the alias, pinned by id
+    usable = [i.id for i in BANK if i.answerable and i.sources]
+    assert judged["questions"] == len(usable) and judged["question_ids"] == sorted(usable)
+    assert sorted({a["id"] for a in judged["answers"]}) == sorted(usable)
+    assert judged["pooled"]["judgements"] == 2 * len(usable)
+    assert judged["ci"][0] <= judged["win_rate"] <= judged["ci"][1]
+    with pytest.raises(SimulationError, match=r"unknown model version 'v0042'.*v0003"):
+        judge(settings, cfg, "v0042", "v0001", BANK, embedder=embedder, preference=Shorter())
+    with pytest.raises(SimulationError, match="against itself"):
+        judge(settings, cfg, "champion", "v0003", BANK, embedder=embedder, preference=Shorter())
+    with pytest.raises(SimulationError, match="no answerable questions"):
+        judge(settings, cfg, "v0002", "v0001", [i for i in BANK if not i.answerable], preference=Shorter())
+
 
 @dataclass
 class Recorder:
@@ -308,6 +323,10 @@ def test_cli_lists_options_and_rejects_unknown_preference(tmp_path: Path) -> Non
                    "--algo", "--preference", "--override", "--min-comparisons", "--reward-learning-rate",
                    "--reward-max-steps", "--heldout-samples", "--dpo-max-steps"):  # fmt: skip
         assert option in out.output
+    out = runner.invoke(app, ["simulate-judge", "--help"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0 and "{challenger} {champion}" in out.output and "--samples" in out.output
+    bad = runner.invoke(app, ["simulate-judge", "v0002", "v0001", "--preference", "nope"])
+    assert bad.exit_code == 2 and "concise-cited" in bad.output
     bad = runner.invoke(app, ["simulate", "--preference", "nope", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "concise-cited" in bad.output
     bad = runner.invoke(app, ["simulate", "--algo", "sft", "--data-dir", str(tmp_path)])
