@@ -38,6 +38,7 @@ import dataclasses
 import json
 import logging
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -301,7 +302,17 @@ class Loop:
         jobs = [
             (i, k, item) for k in range(cfg.heldout_samples + 1) for i, item in enumerate(self.bank.heldout)
         ]
-        judged = _parallel(judge, jobs, max(1, cfg.concurrency // 2))
+        done, lock, step = [0], threading.Lock(), max(1, len(jobs) // 4)
+
+        def judge_and_report(job: tuple[int, int, GoldenItem]) -> dict[str, Any]:
+            row = judge(job)
+            with lock:
+                done[0] += 1
+                if done[0] % step == 0 or done[0] == len(jobs):
+                    self.say(f"  judged {done[0]}/{len(jobs)} pairs of answers")
+            return row
+
+        judged = _parallel(judge_and_report, jobs, max(1, cfg.concurrency // 2))
         greedy = [j for j in judged if j["sample"] == 0]
         counted = [j for j in greedy if j["outcome"] != "refused"]
 

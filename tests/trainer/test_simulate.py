@@ -221,6 +221,7 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
     overridden = [e["override"] for e in result["history"] if e["action"] == "promote"]
     assert overridden == [not r["gate"]["passed"] for r in (first, second)]
     assert any("win rate" in line for line in said)
+    assert "  judged 4/4 pairs of answers" in said  # progress while judging: 2 questions, greedy + 1 sample
 
     live2 = second["canary"]["live"]["win_rate"]
     out = tmp_path / "results" / "simulate.json"
