@@ -609,9 +609,7 @@ def judge(
         raise SimulationError(f"{exc}; `kbloop models list` shows the versions") from None
     if challenger == champion:
         raise SimulationError(f"{challenger} against itself says nothing; name two versions")
-    questions = tuple(
-        sorted({i.question: i for i in items if i.answerable and i.sources}.values(), key=lambda i: i.id)
-    )
+    questions = QuestionBank.usable(items)
     if not questions:
         raise SimulationError("the question bank has no answerable questions with sources")
     started = time.perf_counter()
@@ -636,12 +634,9 @@ def summarize(rounds: Sequence[dict[str, Any]], max_similarity_drop: float) -> d
     model down by at most the guard (False when nothing was promoted)."""
     wins = [r["heldout"]["win_rate"] for r in rounds if r.get("heldout")]
     deltas = [r["refresh"]["similarity"]["delta"] for r in rounds if r.get("refresh", {}).get("similarity")]
+    promoted = [r for r in rounds if (r.get("promotion") or {}).get("action") == "promoted"]
     # the guard is on the models that went on to serve: a refused candidate's drop is reported, not held
-    served = [
-        r["refresh"]["similarity"]["delta"]
-        for r in rounds
-        if (r.get("promotion") or {}).get("action") == "promoted" and r["refresh"].get("similarity")
-    ]
+    served = [r["refresh"]["similarity"]["delta"] for r in promoted if r["refresh"].get("similarity")]
     first = wins[0] if wins else None
     return {
         "win_rates": wins,
@@ -660,7 +655,7 @@ def summarize(rounds: Sequence[dict[str, Any]], max_similarity_drop: float) -> d
         "promoted_similarity_deltas": served,
         "similarity_guard_met": bool(served)
         and all(d is not None and d >= -max_similarity_drop for d in served),
-        "promotions": sum(1 for r in rounds if (r.get("promotion") or {}).get("action") == "promoted"),
+        "promotions": len(promoted),
     }
 
 
@@ -766,7 +761,23 @@ def _ci(ci: Sequence[float] | None) -> str:
     return "" if ci is None else f" (95% CI {ci[0]:.2f}–{ci[1]:.2f})"
 
 
-# -- the command ----------------------------------------------------------------------------------
+# -- the commands ---------------------------------------------------------------------------------
+
+
+def _known_preference(name: str) -> str:
+    if name not in PREFERENCES:
+        raise typer.BadParameter(f"--preference must be one of {', '.join(PREFERENCES)}")
+    return name
+
+
+# the options both commands take, with one help text and check each
+UsersOption = Annotated[int, typer.Option(min=2, help="Simulated employees.")]
+PreferenceOption = Annotated[
+    str, typer.Option(help=f"Hidden preference: {', '.join(PREFERENCES)}.", callback=_known_preference)
+]
+NoiseOption = Annotated[float, typer.Option(min=0, help="Employees' judgement noise (score units).")]
+ConcurrencyOption = Annotated[int, typer.Option(min=1, help="Requests in flight.")]
+GoldenOption = Annotated[Path, typer.Option(help="Question bank: a golden-set JSONL.")]
 
 
 def simulate_command(
@@ -776,7 +787,7 @@ def simulate_command(
     heldout_samples: Annotated[
         int, typer.Option(min=0, help="Sampled answer pairs judged per held-out question (beside greedy).")
     ] = SimulationConfig.heldout_samples,
-    users: Annotated[int, typer.Option(min=2, help="Simulated employees.")] = 6,
+    users: UsersOption = SimulationConfig.users,
     asks: Annotated[
         int, typer.Option(min=1, help="Times each train question is asked and compared per round.")
     ] = 1,
@@ -800,9 +811,7 @@ def simulate_command(
         int, typer.Option(min=0, help="Reward model's step cap per refresh (0 = all epochs).")
     ] = RewardConfig.max_steps,
     eval_limit: Annotated[int, typer.Option(min=0, help="Golden questions in the gate (0 = all).")] = 0,
-    preference: Annotated[str, typer.Option(help=f"Hidden preference: {', '.join(PREFERENCES)}.")] = (
-        "concise-cited"
-    ),
+    preference: PreferenceOption = SimulationConfig.preference,
     canary_share: Annotated[float, typer.Option(min=0, max=1, help="Canary share of conversations.")] = 0.5,
     override: Annotated[
         bool, typer.Option(help="Promote candidates the promotion rule refuses (audited).")
@@ -811,13 +820,13 @@ def simulate_command(
         int | None,
         typer.Option(min=1, help="Live comparisons the promotion rule needs (default: the service's)."),
     ] = None,
-    noise: Annotated[float, typer.Option(min=0, help="Employees' judgement noise (score units).")] = 0.05,
-    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 4,
+    noise: NoiseOption = SimulationConfig.noise,
+    concurrency: ConcurrencyOption = SimulationConfig.concurrency,
     seed: Annotated[int, typer.Option(help="Seed: question split, employees, noise, training.")] = 0,
     data_dir: Annotated[
         Path | None, typer.Option(help="Data dir (default KBLOOP_DATA_DIR); ingested.")
     ] = None,
-    golden: Annotated[Path, typer.Option(help="Question bank: a golden-set JSONL.")] = GOLDEN,
+    golden: GoldenOption = GOLDEN,
     out: Annotated[Path, typer.Option(help="Results JSON (the plot goes beside it, .png).")] = Path(
         "bench/results/simulate.json"
     ),
@@ -827,8 +836,6 @@ def simulate_command(
     from service.settings import Settings
     from trainer.prompts import load_golden
 
-    if preference not in PREFERENCES:
-        raise typer.BadParameter(f"--preference must be one of {', '.join(PREFERENCES)}")
     if algo not in ("ppo", "dpo"):
         raise typer.BadParameter("--algo must be ppo or dpo")
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
@@ -883,17 +890,15 @@ def simulate_command(
 def judge_command(
     challenger: Annotated[str, typer.Argument(help="The version to judge, e.g. v0002.")],
     champion: Annotated[str, typer.Argument(help="The version it is judged against, e.g. v0001.")],
-    golden: Annotated[Path, typer.Option(help="Question bank: a golden-set JSONL.")] = GOLDEN,
+    golden: GoldenOption = GOLDEN,
     samples: Annotated[
         int, typer.Option(min=0, help="Sampled answer pairs judged per question (beside greedy).")
     ] = SimulationConfig.heldout_samples,
-    users: Annotated[int, typer.Option(min=2, help="Simulated employees.")] = 6,
+    users: UsersOption = SimulationConfig.users,
     max_tokens: Annotated[int, typer.Option(min=1, help="Answer length.")] = 48,
-    preference: Annotated[str, typer.Option(help=f"Hidden preference: {', '.join(PREFERENCES)}.")] = (
-        "concise-cited"
-    ),
-    noise: Annotated[float, typer.Option(min=0, help="Employees' judgement noise (score units).")] = 0.05,
-    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 4,
+    preference: PreferenceOption = SimulationConfig.preference,
+    noise: NoiseOption = SimulationConfig.noise,
+    concurrency: ConcurrencyOption = SimulationConfig.concurrency,
     seed: Annotated[int, typer.Option(help="Seed: employees and noise.")] = 0,
     data_dir: Annotated[
         Path | None, typer.Option(help="Data dir (default KBLOOP_DATA_DIR): its index and versions.")
@@ -906,8 +911,6 @@ def judge_command(
     from trainer.prompts import load_golden
     from trainer.runs import write_json
 
-    if preference not in PREFERENCES:
-        raise typer.BadParameter(f"--preference must be one of {', '.join(PREFERENCES)}")
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
     cfg = SimulationConfig(
         users=users,

@@ -205,12 +205,17 @@ class QuestionBank:
     train: tuple[GoldenItem, ...]  # asked, voted on and compared every round
     heldout: tuple[GoldenItem, ...]  # only ever answered for the win-rate measurement
 
+    @staticmethod
+    def usable(items: Sequence[GoldenItem]) -> tuple[GoldenItem, ...]:
+        """The answerable questions with sources, one per question text, by id."""
+        return tuple(
+            sorted({i.question: i for i in items if i.answerable and i.sources}.values(), key=lambda i: i.id)
+        )
+
     @classmethod
     def split(cls, items: Sequence[GoldenItem], train: int, heldout: int, seed: int) -> QuestionBank:
         """Answerable questions with sources, shuffled with `seed`, split by question (0 train = the rest)."""
-        usable = sorted(
-            {i.question: i for i in items if i.answerable and i.sources}.values(), key=lambda i: i.id
-        )
+        usable = list(cls.usable(items))
         random.Random(seed).shuffle(usable)
         if heldout >= len(usable):
             raise DataError(f"{heldout} held-out questions leave none to train on ({len(usable)} usable)")
