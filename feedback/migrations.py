@@ -174,9 +174,23 @@ def _create_feedback(db: Database) -> None:
     )
 
 
+def _answer_kind_and_groups(db: Database) -> None:
+    """Which kind of answer was shown (`generated` by the model, or `extractive`: passage sentences that
+    replaced a generated answer that failed its checks), and the access groups of the passages in its
+    prompt (empty: every passage was public), so training can keep restricted text out of shared models."""
+    _run(
+        db,
+        "ALTER TABLE answers ADD COLUMN kind TEXT NOT NULL DEFAULT 'generated' "
+        "CHECK (kind IN ('generated', 'extractive', 'refusal'))",
+        "ALTER TABLE answers ADD COLUMN passage_groups TEXT NOT NULL DEFAULT '[]' "
+        "CHECK (json_valid(passage_groups))",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create answers", _create_answers),
     Migration(2, "votes, corrections, comparisons, audit events, idempotency keys", _create_feedback),
+    Migration(3, "answer kind and passage access groups", _answer_kind_and_groups),
 )
 
 

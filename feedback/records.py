@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from feedback.errors import InvalidRecord
@@ -105,13 +105,17 @@ class AnswerRecord:
     completion_tokens: int
     latency_ms: dict[str, float]  # retrieval, prompt, generation, total, ttft...
     finish_reason: str
+    kind: str = "generated"  # generated | extractive (passage sentences replaced a failed answer) | refusal
+    passage_groups: list[str] = field(default_factory=list)  # access groups of the prompt's passages
 
+    KINDS: ClassVar[tuple[str, ...]] = ("generated", "extractive", "refusal")
     JSON_COLUMNS: ClassVar[tuple[str, ...]] = (
         "messages",
         "retrieved",
         "citations",
         "generation",
         "latency_ms",
+        "passage_groups",
     )
 
     def __post_init__(self) -> None:
@@ -158,6 +162,12 @@ class AnswerRecord:
         check_json_object(owner, "latency_ms", self.latency_ms)
         for stage, ms in self.latency_ms.items():
             check_number(owner, f"latency_ms[{stage!r}]", ms, low=0.0)
+        if self.kind not in self.KINDS:
+            raise fail(owner, "kind", f"one of {', '.join(self.KINDS)}", self.kind)
+        if not isinstance(self.passage_groups, list) or not all(
+            isinstance(g, str) and g for g in self.passage_groups
+        ):
+            raise fail(owner, "passage_groups", "a list of group names", self.passage_groups)
 
     def to_row(self) -> dict[str, Any]:
         """The `answers` row: scalar fields as they are, `refused` as 0/1, lists and dicts as JSON text."""

@@ -72,6 +72,7 @@ class Answer:
     completion_tokens: int
     latency_ms: dict[str, float] = field(default_factory=dict)
     cited_by: str | None = None  # "model" ([n] in the text), "attribution" (shared words), None
+    kind: str = "generated"  # generated | extractive (passage sentences replaced a failed answer) | refusal
 
     def kbloop_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +90,7 @@ class Answer:
             "index_version": self.index_version,
             "citations_from": self.cited_by,
             "refused": self.refused,
+            "kind": self.kind,
             "confidence": round(self.confidence, 4),
             "latency_ms": {k: round(v, 1) for k, v in self.latency_ms.items()},
         }
@@ -131,6 +133,7 @@ class Answerer:
                 answer_id, conversation_id, text, True, result.confidence, [], passages, version.id,
                 result.index_version, "refused", 0, 0,
                 {"retrieval": retrieval_ms, "total": (time.perf_counter() - started) * 1000},
+                kind="refusal",
             )  # fmt: skip
             await self._record(answer, identity, conversation, query, "", result, generation)
             yield answer
@@ -240,6 +243,8 @@ class Answerer:
             completion_tokens=answer.completion_tokens,
             latency_ms=answer.latency_ms,
             finish_reason=answer.finish_reason,
+            kind=answer.kind,
+            passage_groups=sorted({g for p in answer.passages for g in p.groups}),
         )
         await asyncio.to_thread(self.store.record_answer, record)
         self.metrics.answers.labels(answer.model_version, "refused" if answer.refused else "answered").inc()
@@ -265,7 +270,7 @@ def retrieve(
     query = retrieval_query(user_turns)[:4000]
     result = retriever.search(query, settings.search_k, list(groups))
     passages = [
-        Passage(i, h.chunk_id, h.source, h.title, h.section, h.text)
+        Passage(i, h.chunk_id, h.source, h.title, h.section, h.text, tuple(h.groups))
         for i, h in enumerate(result.hits[: settings.answer_passages], start=1)
     ]
     threshold = (

@@ -64,6 +64,7 @@ class Passage:
     title: str
     section: str
     text: str
+    groups: tuple[str, ...] = ()  # access groups of its document (empty: public)
 
 
 def retrieval_query(user_turns: Sequence[str]) -> str:
