@@ -19,6 +19,8 @@ from typing import Any
 from feedback.records import AnswerRecord, Citation, RetrievedChunk
 from feedback.store import Store
 from feedback.timestamps import utc_now
+from rag.extractive import candidate_sentences, extractive_answer
+from rag.grounding import StreamingCheck, coverage
 from rag.search import Retriever, SearchResult
 from service.auth import Identity
 from service.errors import GenerationFailed, GenerationTimeout, InvalidRequest
@@ -26,6 +28,7 @@ from service.generation.base import Generator, SamplingParams
 from service.metrics import Metrics
 from service.prompting import (
     PROMPT_TEMPLATE_HASH,
+    STOP_STRINGS,
     Passage,
     attributed_numbers,
     build_messages,
@@ -121,9 +124,20 @@ class Answerer:
         retrieval_ms = (time.perf_counter() - t0) * 1000
         self.metrics.retrieval_latency.observe(retrieval_ms / 1000)
         query, result, passages, refused = found.query, found.result, found.passages, found.refused
-        params = SamplingParams(max_tokens, request.temperature, request.top_p, request.seed)
-        generation = {"temperature": request.temperature, "top_p": request.top_p, "max_tokens": max_tokens,
-                      "seed": request.seed}  # fmt: skip
+        params = SamplingParams(
+            max_tokens,
+            request.temperature,
+            request.top_p,
+            request.seed,
+            repetition_penalty=self.settings.repetition_penalty,
+            no_repeat_ngram_size=self.settings.no_repeat_ngram_size,
+            stop=STOP_STRINGS if self.settings.answer_checks else (),
+        )
+        generation: dict[str, Any] = {
+            "temperature": request.temperature, "top_p": request.top_p, "max_tokens": max_tokens,
+            "seed": request.seed, "repetition_penalty": params.repetition_penalty,
+            "no_repeat_ngram_size": params.no_repeat_ngram_size,
+        }  # fmt: skip
 
         if refused:
             text = refusal_answer(passages[:3])
@@ -146,12 +160,27 @@ class Answerer:
         )
         prompt_ms = (time.perf_counter() - t1) * 1000
         handle = engine.submit(prompt_ids, params, timeout_s=self.settings.request_timeout_s)
-        text, finish, completion, error, done = "", "stop", 0, None, False
+        question = conversation[-1]["content"]
+        texts = [p.text for p in passages]
+        # the first sentence must cover the question about as well as the passages' best sentence does
+        best = max((coverage(question, s.text) for s in candidate_sentences(texts)), default=0.0)
+        check = StreamingCheck(
+            question,
+            texts,
+            enabled=self.settings.answer_checks,
+            min_coverage=self.settings.answer_min_coverage * best,
+        )
+        text, generated, finish, completion, error, done = "", "", "stop", 0, None, False
         try:
             async for event in handle.events():
                 if event.text:
-                    text += event.text
-                    yield Delta(event.text)
+                    generated += event.text
+                    shown = check.feed(event.text)
+                    if shown:
+                        text += shown
+                        yield Delta(shown)
+                    if check.failed is not None:
+                        handle.cancel()  # the rest of a failed answer is never shown: stop decoding it
                 if event.finished:
                     done = True
                     finish, completion, error = (
@@ -178,8 +207,23 @@ class Answerer:
         if finish == "error":
             self.metrics.errors.labels("generation_failed").inc()
             raise GenerationFailed(f"generation failed: {error}")
-        if finish == "timeout" and not text:
+        if finish == "timeout" and not text and not generated:
             raise GenerationTimeout(f"no answer within {self.settings.request_timeout_s:.0f} s")
+        if check.failed is None and finish != "timeout":
+            tail = check.finish()
+            if tail:
+                text += tail
+                yield Delta(tail)
+        kind = "generated"
+        if check.failed is not None:
+            finish = "checked"  # stopped at the first sentence that failed its checks
+            generation["check"] = check.failed
+            generation["generated"] = generated  # what the model wrote, for the trainer to learn from
+        if not text.strip():  # nothing passed: the passage sentences that best answer instead
+            replacement = await asyncio.to_thread(self._extract, question, passages)
+            if replacement:
+                text, kind = replacement, "extractive"
+                yield Delta(replacement)
         cited = cited_numbers(text, len(passages))
         cited_by = "model" if cited else None
         if not cited:  # small models often answer right without [n]: attribute by shared words
@@ -196,7 +240,7 @@ class Answerer:
         }
         answer = Answer(
             answer_id, conversation_id, text, False, result.confidence, citations, passages, version.id,
-            result.index_version, finish, len(prompt_ids), completion, latency, cited_by=cited_by,
+            result.index_version, finish, len(prompt_ids), completion, latency, cited_by=cited_by, kind=kind,
         )  # fmt: skip
         self.metrics.ttft.labels(version.id).observe(ttft_ms / 1000)
         self.metrics.generated_tokens.labels(version.id).inc(completion)
@@ -204,6 +248,10 @@ class Answerer:
             self.metrics.tokens_per_second.labels(version.id).observe(completion / (generation_ms / 1000))
         await self._record(answer, identity, conversation, query, prompt_text, result, generation)
         yield answer
+
+    def _extract(self, question: str, passages: list[Passage]) -> str:
+        """The extractive answer from the prompt's passages (the retriever's embedder ranks sentences)."""
+        return extractive_answer(question, [p.text for p in passages], self.retriever.embedder.encode_queries)
 
     def _prompt(
         self, engine: Generator, conversation: list[dict[str, str]], passages: list[Passage], max_tokens: int

@@ -25,6 +25,9 @@ INSTRUCTION = (
 )
 QUESTION_FORMAT = "{passages}\n\nQuestion: {question}\n{instruction}"
 REFUSAL_TEXT = "The knowledge base does not cover this question."
+# An answer that starts writing the prompt's scaffolding ends there (the small model's echo of the
+# prompt); the chat template's own turn markers end it too.
+STOP_STRINGS = ("Question:", "\nQuestion", "Answer briefly using", "<|im_start|>", "<|im_end|>")
 PROMPT_TEMPLATE_HASH = hashlib.sha256(
     "\x1f".join((PASSAGE_FORMAT, INSTRUCTION, QUESTION_FORMAT)).encode()
 ).hexdigest()[:16]

@@ -53,6 +53,25 @@ class Settings(BaseSettings):
     max_tokens_default: int = Field(256, ge=1, le=8192, description="Answer length when a request sets none.")
     max_tokens_limit: int = Field(1024, ge=1, le=32768, description="Largest `max_tokens` a request may ask.")
     answer_passages: int = Field(3, ge=1, le=20, description="Passages put in the prompt for each answer.")
+    answer_checks: bool = Field(
+        True,
+        description="End answers that echo the prompt and check each generated sentence (citations, "
+        "loops, echo, facts in the passages); an answer with none that passes is replaced by passage "
+        "sentences.",
+    )
+    answer_min_coverage: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="The first sentence must cover the question's words at least this share as well as the "
+        "passages' best sentence does, else the answer is off-topic and replaced by passage sentences.",
+    )
+    repetition_penalty: float = Field(
+        1.15, ge=1.0, le=3.0, description="Divides the logits of tokens already in the answer (1 = off)."
+    )
+    no_repeat_ngram_size: int = Field(
+        4, ge=0, le=32, description="Never repeat a token n-gram of the answer (0 = off)."
+    )
     refusal_threshold: float | None = Field(
         None, ge=0, le=1, description="Override the calibrated confidence threshold below which we refuse."
     )

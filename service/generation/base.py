@@ -13,9 +13,10 @@ from typing import Any, Protocol
 @dataclass(frozen=True)
 class SamplingParams:
     """How to decode one request. Every backend honours every field (or says in its docstring how it
-    maps one it lacks): `repetition_penalty` divides the logits of tokens already in the prompt or the
-    answer (CTRL, 1.0 = off); `no_repeat_ngram_size` bans a token that would repeat an n-gram of the
-    answer (0 = off); generation ends before any of the `stop` strings, which are not returned."""
+    maps one it lacks): `repetition_penalty` divides the logits of tokens already in the answer (CTRL,
+    1.0 = off; not the prompt's, since an answer should quote its passages); `no_repeat_ngram_size` bans
+    a token that would repeat an n-gram of the answer (0 = off); generation ends before any of the
+    `stop` strings, which are not returned."""
 
     max_new_tokens: int = 256
     temperature: float = 0.7  # 0 = greedy

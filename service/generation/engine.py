@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from service.errors import QueueFull
 from service.generation.base import EngineStats, GenerationEvent, RequestHandle, SamplingParams
-from service.generation.sampling import choose_token
+from service.generation.sampling import choose_next
+from service.generation.stopping import StopMatcher
 
 if TYPE_CHECKING:
     import torch
@@ -47,6 +48,7 @@ class _Row:
     prefix: int = 0  # decoding window start (see IncrementalDecoder)
     read: int = 0  # ids up to here have been emitted as text
     length: int = 0  # real tokens in the cache (prompt + generated)
+    stopper: StopMatcher = field(default_factory=lambda: StopMatcher(()))
 
 
 class IncrementalDecoder:
@@ -279,7 +281,7 @@ class BatchingEngine:
             if r.params.seed is not None:
                 gen = torch.Generator(device=self.device)
                 gen.manual_seed(r.params.seed)
-            rows.append(_Row(r, gen, length=len(r.prompt_ids)))
+            rows.append(_Row(r, gen, length=len(r.prompt_ids), stopper=StopMatcher(r.params.stop)))
         return rows, out.past_key_values, mask, out.logits[:, -1, :]
 
     def _advance(self, rows: list[_Row], logits: torch.Tensor) -> None:
@@ -287,16 +289,25 @@ class BatchingEngine:
         greedy = logits.argmax(dim=-1).tolist()  # one device sync for the whole batch
         for r, row_logits, best in zip(rows, logits, greedy, strict=True):
             p = r.request.params
+            plain = p.repetition_penalty == 1.0 and p.no_repeat_ngram_size <= 0
             token = (
                 int(best)
-                if p.temperature <= 0
-                else choose_token(row_logits, p.temperature, p.top_p, r.generator)
+                if plain and p.temperature <= 0
+                else choose_next(
+                    row_logits,
+                    p.temperature,
+                    p.top_p,
+                    answer=r.ids,
+                    repetition_penalty=p.repetition_penalty,
+                    no_repeat_ngram_size=p.no_repeat_ngram_size,
+                    generator=r.generator,
+                )
             )
             r.ids.append(token)
             self._stats.tokens += 1
             if token in self.stop_ids:
                 continue
-            text = self._decoder.delta(r)
+            text = r.stopper.feed(self._decoder.delta(r))
             if text:
                 r.request.handle.emit(GenerationEvent(text=text))
 
@@ -306,7 +317,7 @@ class BatchingEngine:
         keep: list[int] = []
         for i, r in enumerate(rows):
             handle = r.request.handle
-            if r.ids and r.ids[-1] in self.stop_ids:
+            if (r.ids and r.ids[-1] in self.stop_ids) or r.stopper.stopped:
                 self._finish(r, "stop")
             elif len(r.ids) >= r.request.params.max_new_tokens or r.length + 1 >= self.context_window:
                 self._finish(r, "length")
@@ -335,7 +346,7 @@ class BatchingEngine:
 
     def _finish(self, row: _Row, reason: str, error: str | None = None) -> None:
         if reason != "error":
-            tail = self._decoder.delta(row, final=True)
+            tail = row.stopper.feed(self._decoder.delta(row, final=True)) + row.stopper.flush()
             if tail:
                 row.request.handle.emit(GenerationEvent(text=tail))
         completion = len(row.ids) - (1 if row.ids and row.ids[-1] in self.stop_ids else 0)

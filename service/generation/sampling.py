@@ -37,3 +37,47 @@ def choose_token(
     scaled = top_p_filter(logits.float() / temperature, top_p)
     probs = torch.softmax(scaled, dim=-1)
     return int(torch.multinomial(probs, 1, generator=generator).item())
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: list[int], penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty: the logits (vocab,) of tokens in `seen` divided by `penalty` when
+    positive and multiplied by it when negative, so a seen token always becomes less likely. 1.0 = off."""
+    import torch
+
+    if penalty == 1.0 or not seen:
+        return logits
+    index = torch.tensor(sorted(set(seen)), device=logits.device)
+    picked = logits.index_select(0, index)
+    picked = torch.where(picked > 0, picked / penalty, picked * penalty)
+    return logits.index_copy(0, index, picked)
+
+
+def banned_ngram_tokens(ids: list[int], n: int) -> list[int]:
+    """Tokens that would complete an n-gram already in `ids` (the answer so far): the tokens that
+    followed each earlier occurrence of its last n-1 tokens. Empty when n < 1 or the answer is short."""
+    if n < 1 or len(ids) < n - 1:
+        return []
+    if n == 1:
+        return sorted(set(ids))
+    tail = tuple(ids[len(ids) - (n - 1) :])
+    return sorted({ids[i + n - 1] for i in range(len(ids) - n + 1) if tuple(ids[i : i + n - 1]) == tail})
+
+
+def choose_next(
+    logits: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    *,
+    answer: list[int],
+    repetition_penalty: float = 1.0,
+    no_repeat_ngram_size: int = 0,
+    generator: torch.Generator | None = None,
+) -> int:  # logits: (vocab,)
+    """`choose_token` after the repetition penalty on the tokens of the `answer` so far and the ban of
+    tokens that would repeat one of its n-grams."""
+    logits = apply_repetition_penalty(logits, answer, repetition_penalty)
+    banned = banned_ngram_tokens(answer, no_repeat_ngram_size)
+    if banned:
+        logits = logits.clone()
+        logits[banned] = float("-inf")
+    return choose_token(logits, temperature, top_p, generator)
