@@ -7,10 +7,12 @@ event: the answerer, store and retriever are created in the app's lifespan, afte
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from service.errors import ServiceError
 from ui import access, chat, compare, knowledge, models, operator
 from ui.uploads import TOKEN_COOKIE, UploadTypes
 
@@ -52,15 +54,30 @@ def build(app: AppState) -> gr.Blocks:
                 chat.build(app, token)
             with gr.Tab("Compare", id="compare"):
                 compare.build(app, token)
-            # operators only; without tokens everyone is the local employee, so nobody is one
-            operators = not app.auth.allow_anonymous
-            with gr.Tab("Knowledge", id="knowledge", visible=operators):
+            # operators' tabs: shown in local single-user mode, where the local user is the operator
+            # (service.auth); with tokens, once an operator's token is typed. Hiding a tab protects
+            # nothing: every handler checks its caller again.
+            local = app.auth.local_mode
+            with gr.Tab("Knowledge", id="knowledge", visible=local) as knowledge_tab:
                 knowledge.build(app, token, blocks)
-            with gr.Tab("Operator", id="operator", visible=operators):
+            with gr.Tab("Operator", id="operator", visible=local) as operator_tab:
                 operator.build(app, token)
-            with gr.Tab("Models", id="models", visible=operators):
+            with gr.Tab("Models", id="models", visible=local) as models_tab:
                 models.build(app, token)
+        if not local:
+            token.change(
+                partial(operator_tabs, app), token, [knowledge_tab, operator_tab, models_tab], queue=False
+            )
     return blocks
+
+
+def operator_tabs(app: AppState, token: str | None) -> tuple[Any, ...]:
+    """The operators' tabs, shown for an operator's token and hidden for any other (or none)."""
+    try:
+        shown = access.identify(app, token).is_operator
+    except ServiceError:  # no token, or an unknown one: nothing to show yet
+        shown = False
+    return tuple(gr.Tab(visible=shown) for _ in range(3))
 
 
 def mount(fastapi_app: FastAPI, app: AppState) -> None:
@@ -69,7 +86,7 @@ def mount(fastapi_app: FastAPI, app: AppState) -> None:
         UploadTypes,
         path=f"{PATH}/gradio_api/upload",
         suffixes=knowledge.UPLOAD_TYPES,
-        check=lambda token: access.operator(app, token),
+        check=lambda token, host: access.operator(app, token, host),
     )
     gr.mount_gradio_app(
         fastapi_app,
