@@ -44,6 +44,8 @@ EMPLOYEES = {  # any valid token; answers and feedback are further limited to th
     ("POST", "/api/answers/{answer_id}/correction"),
     ("POST", "/api/compare"),
     ("POST", "/api/compare/{comparison_id}/choice"),
+    ("GET", "/api/conversations"),  # the caller's own
+    ("GET", "/api/conversations/{conversation_id}"),  # the caller's own (operators: anyone's)
 }
 UI_MOUNT = "/ui"  # the Gradio app: its operator handlers are checked in tests/ui/test_security.py
 
