@@ -28,6 +28,7 @@ CSS = """
 .kb-sources summary { cursor: pointer; }
 .kb-sources blockquote { margin: 0.25em 0 0.5em 0; white-space: normal; opacity: 0.85; }
 .kb-source-path { font-size: 0.85em; }
+.kb-extractive { margin: 0.5em 0 0 0; font-size: 0.9em; font-style: italic; opacity: 0.85; }
 """
 
 # the page keeps the typed token in a same-site cookie scoped to the UI, for the upload route (ui.uploads)
@@ -51,7 +52,7 @@ def build(app: AppState) -> gr.Blocks:
         token.change(fn=None, inputs=token, outputs=None, js=STORE_TOKEN_JS)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
-                chat.build(app, token)
+                chat.build(app, token, blocks)
             with gr.Tab("Compare", id="compare"):
                 compare.build(app, token)
             # operators' tabs: shown in local single-user mode, where the local user is the operator
