@@ -49,6 +49,12 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
     settings = settings or get_settings()
     tokens = load_tokens(settings.tokens_file) if settings.tokens_file else {}
     auth = Authenticator(tokens, allow_anonymous=is_loopback(settings.host))
+    if not tokens and not auth.local_mode:
+        log.warning(
+            "no KBLOOP_TOKENS_FILE and bound to %s (not loopback): every request but health and metrics "
+            "will be refused (401); write a tokens file, or bind 127.0.0.1 for local single-user mode",
+            settings.host,
+        )
     state = AppState(settings=settings, metrics=Metrics(), auth=auth)
 
     @asynccontextmanager

@@ -46,7 +46,7 @@ def build(app: AppState) -> gr.Blocks:
             type="password",
             placeholder="Paste the access token you were given",
             elem_id="kb-token",
-            visible=not app.auth.allow_anonymous,
+            visible=not app.auth.local_mode,
         )
         # the upload route is reached before any event sees the token: it reads it from this cookie
         token.change(fn=None, inputs=token, outputs=None, js=STORE_TOKEN_JS)

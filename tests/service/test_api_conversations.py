@@ -50,7 +50,8 @@ def test_listing_is_the_callers_own_newest_first_and_continuing_keeps_the_id(tea
     follow_up = chat(team, ERIN, history, conversation_id=conversation)
     assert follow_up["kbloop"]["conversation_id"] == conversation
     listed = team.get("/api/conversations", headers=ERIN).json()["conversations"]
-    assert [(c["conversation_id"], c["turns"], c["title"]) for c in listed][0] == (conversation, 2, PARKING)
+    top = listed[0]  # active again: on top
+    assert (top["conversation_id"], top["turns"], top["title"]) == (conversation, 2, PARKING)
 
     opened = team.get(f"/api/conversations/{conversation}", headers=ERIN)
     assert opened.status_code == 200, opened.text
