@@ -2,7 +2,9 @@
 
 Chat: ask, see the streamed answer and its cited sources, thumbs down with a reason; a follow-up
 with markup in it shows up as text. Compare: ask, choose A, see the reveal. Then the rows in SQLite.
-Screenshots of each step are saved under the test's tmp_path.
+Modes: the local user without tokens sees and uses every tab; with a tokens file an employee's token
+shows no operator tab. History: a past conversation reopens and continues. An extractive answer shows
+its note and sources. Screenshots of each step are saved under the test's tmp_path.
 """
 
 from __future__ import annotations
