@@ -4,7 +4,8 @@ SQLite file, and the statistics over them.
 The Store is the one entry point, and thin: each concept's rules and SQL live in its own module
 (feedback.votes, .comparisons, .corrections, .audit, .idempotency), the math in feedback.stats and
 feedback.ranking; the Store opens the transaction, reads the clock and delegates. Its feedback and
-statistics methods are written in feedback.store_feedback and feedback.store_stats. Exports read
+statistics methods are written in feedback.store_feedback and feedback.store_stats, its conversation
+readers in feedback.conversations. Exports read
 through `snapshot()` (feedback.export, feedback.export_csv).
 
 Concurrency. The service calls the store from many threads (FastAPI runs sync handlers in a thread
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from feedback import idempotency
 from feedback.answers import answer_row
 from feedback.connection import BUSY_TIMEOUT_S, open_database, sqlite_errors, write_transaction
+from feedback.conversations import ConversationMethods
 from feedback.errors import InvalidRecord, StoreCorrupt, StoreUnavailable
 from feedback.filters import check_page, time_window, where
 from feedback.migrations import migrate, schema_version
@@ -73,7 +75,7 @@ class Outcome(Generic[T]):
     error: Exception | None = None
 
 
-class Store(FeedbackMethods, StatisticsMethods):
+class Store(FeedbackMethods, StatisticsMethods, ConversationMethods):
     """The feedback database at `path` (created with its folders if missing, migrated on open).
 
     `clock` gives the time feedback is stamped with (canonical UTC text, feedback.timestamps); tests

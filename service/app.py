@@ -30,7 +30,7 @@ from feedback.errors import (
     StoreFull,
 )
 from rag.errors import IndexNotFound, InvalidQuery, RagError
-from service.api import answers, chat, feedback, health, models
+from service.api import answers, chat, conversations, feedback, health, models
 from service.api.deps import AppState
 from service.auth import Authenticator, is_loopback, load_tokens
 from service.errors import PayloadTooLarge, ServiceError, ServiceErrorCode
@@ -49,6 +49,12 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
     settings = settings or get_settings()
     tokens = load_tokens(settings.tokens_file) if settings.tokens_file else {}
     auth = Authenticator(tokens, allow_anonymous=is_loopback(settings.host))
+    if not tokens and not auth.local_mode:
+        log.warning(
+            "no KBLOOP_TOKENS_FILE and bound to %s (not loopback): every request but health and metrics "
+            "will be refused (401); write a tokens file, or bind 127.0.0.1 for local single-user mode",
+            settings.host,
+        )
     state = AppState(settings=settings, metrics=Metrics(), auth=auth)
 
     @asynccontextmanager
@@ -80,7 +86,14 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
 
     app = FastAPI(title="kbloop", version="0.1.0", lifespan=lifespan)
     app.state.kbloop = state
-    for module in (feedback, chat, models, health, answers):  # routes match in order: the busiest first
+    for module in (
+        feedback,
+        chat,
+        models,
+        health,
+        answers,
+        conversations,
+    ):  # routes match in order: the busiest first
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

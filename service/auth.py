@@ -2,9 +2,18 @@
 
 Tokens come from a YAML or JSON file (KBLOOP_TOKENS_FILE) shaped as
     {"<token>": {"user": "alice", "role": "employee", "groups": ["engineering"]}, ...}
-With no tokens configured and the server bound to a loopback address, every request acts as the local
-anonymous employee (so `make run` works without setup); bound elsewhere, a request without a valid
-token gets 401. Tokens are compared in constant time.
+Two modes:
+- **local single-user mode**: no tokens configured and the server bound to a loopback address (what
+  `make run` gives). Whoever reaches the server is the person at this machine, as with a local notebook
+  server: every request is the local user, an operator, and any Authorization header is ignored (OpenAI
+  clients always send some key). Only requests addressed to a loopback host (`Host: 127.0.0.1:8000`,
+  `localhost`, `[::1]`) get the operator role; one naming another host (a web page that re-pointed its
+  own domain at 127.0.0.1, "DNS rebinding", or a proxy in front) is the local *employee*: it may ask and
+  rate, never change models, documents or read everybody's feedback.
+- **multi-user mode**: a tokens file is configured. Each request needs a valid bearer token, and the
+  token's entry says who it is, its role and its groups.
+Bound to any other address without tokens, nobody is anonymous: every request without a valid token
+gets 401 (and, with no tokens at all, every one does). Tokens are compared in constant time.
 """
 
 from __future__ import annotations
@@ -33,7 +42,9 @@ class Identity:
         return self.role == "operator"
 
 
-LOCAL_ANONYMOUS = Identity(user="local", role="employee", groups=())
+LOCAL_OPERATOR = Identity(user="local", role="operator", groups=())  # local mode, asked at a loopback host
+LOCAL_EMPLOYEE = Identity(user="local", role="employee", groups=())  # local mode, asked at any other host
+LOCAL_ANONYMOUS = LOCAL_EMPLOYEE  # the name older callers use
 
 
 class TokenFileError(ValueError):
@@ -73,6 +84,7 @@ def load_tokens(path: Path) -> dict[str, Identity]:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether a bind address (or a host name without port) is this machine's loopback."""
     if host in ("localhost", ""):
         return True
     try:
@@ -81,17 +93,39 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def addressed_to_loopback(host_header: str | None) -> bool:
+    """Whether a request's `Host` header (`127.0.0.1:8000`, `[::1]:8000`, `localhost`) names this
+    machine's loopback; an absent header (a call from inside the process) counts as local."""
+    if host_header is None:
+        return True
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [v6 address]:port
+        host = host[1 : host.find("]")] if "]" in host else ""
+        return bool(host) and is_loopback(host)
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return host == "localhost" or host.endswith(".localhost") or (bool(host) and is_loopback(host))
+
+
 class Authenticator:
+    """`allow_anonymous`: the server is bound to a loopback address; with no `tokens` too, this is
+    local single-user mode (`local_mode`)."""
+
     def __init__(self, tokens: dict[str, Identity], allow_anonymous: bool) -> None:
         self._tokens = [(t.encode(), ident) for t, ident in tokens.items()]
         self.allow_anonymous = allow_anonymous and not tokens
 
-    def identify(self, authorization: str | None) -> Identity:
+    @property
+    def local_mode(self) -> bool:
+        return self.allow_anonymous
+
+    def identify(self, authorization: str | None, host: str | None = None) -> Identity:
         """The caller's identity from an `Authorization: Bearer ...` header; Unauthorized otherwise.
 
-        In local anonymous mode any header is ignored: OpenAI clients always send some API key."""
+        In local mode any header is ignored (OpenAI clients always send some API key), and the caller
+        is the local operator when the request's `Host` header (`host`; None: not an HTTP request)
+        names a loopback address, the local employee otherwise."""
         if self.allow_anonymous:
-            return LOCAL_ANONYMOUS
+            return LOCAL_OPERATOR if addressed_to_loopback(host) else LOCAL_EMPLOYEE
         if not authorization:
             raise Unauthorized("missing bearer token: send `Authorization: Bearer <token>`")
         scheme, _, token = authorization.partition(" ")

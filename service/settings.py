@@ -77,7 +77,11 @@ class Settings(BaseSettings):
     )
     max_body_kb: int = Field(256, ge=1, description="Request bodies larger than this get 413.")
     tokens_file: Path | None = Field(
-        None, description="YAML/JSON map of bearer token -> {user, role, groups}; unset = local anonymous."
+        None,
+        description=(
+            "YAML/JSON map of bearer token -> {user, role, groups}: multi-user mode. Unset on a loopback "
+            "host: local single-user mode, the local user an operator; unset elsewhere: every request 401."
+        ),
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)."

@@ -1,9 +1,19 @@
-"""The Chat tab: streamed, cited answers; thumbs on every answer; reasons, a comment, a better answer.
+"""The Chat tab: streamed, cited answers; thumbs on every answer; reasons, a comment, a better answer;
+the employee's past conversations, to reopen and continue.
 
 The conversation lives in a per-session `ChatSession` (server side, in `gr.State`): the raw text of
 every turn (what the model sees on the next turn) next to what the chatbot shows, and the answer id
 of each answer, so a thumbs click on message i maps back to the stored answer. The chatbot's value is
 always rebuilt from the session; the browser never sends it back.
+
+Streaming: the text shows as it is generated; the final `Answer` then replaces it with `answer.text`,
+which may differ (the answer check can replace a generated answer by passage sentences: `kind`
+"extractive", shown with a note above its sources, ui.render).
+
+History: the list beside the chat holds the employee's own conversations from the store
+(feedback.conversations), most recently active first. Opening one rebuilds the session from its
+stored turns (the cited passages' text looked up in the current index, as far as the employee may
+see them), so the next question goes out with that conversation id and its history.
 """
 
 from __future__ import annotations
@@ -16,11 +26,15 @@ import gradio as gr
 
 from feedback.votes import Reason
 from service.answering import Answer, ChatInput
+from service.errors import NotReady, Unauthorized
+from service.prompting import Passage
 from ui import access
 from ui.errors import shown_to_user, toast, user_message
 from ui.render import answer_markdown, markdown_text, preview
 
 if TYPE_CHECKING:
+    from feedback.conversations import ConversationTurn
+    from feedback.records import Citation
     from feedback.store import Store
     from service.api.deps import AppState
     from service.auth import Identity
@@ -36,6 +50,7 @@ REASON_LABELS: dict[Reason, str] = {
 }
 REASON_CHOICES = [(label, reason.value) for reason, label in REASON_LABELS.items()]
 PENDING = "*…*"
+HISTORY_SIZE = 30  # conversations listed beside the chat (older ones: GET /api/conversations?offset=)
 
 
 @dataclass
@@ -99,8 +114,8 @@ async def respond(
         async for event in answerer.answer(request, identity):
             if isinstance(event, Answer):
                 pending.text, pending.answer_id = event.text, event.answer_id
-                pending.shown = answer_markdown(
-                    event.text, event.citations, event.passages, refused=event.refused
+                pending.shown = answer_markdown(  # replaces what streamed: the checked answer
+                    event.text, event.citations, event.passages, refused=event.refused, kind=event.kind
                 )
                 session.conversation_id = event.conversation_id
             else:
@@ -112,6 +127,60 @@ async def respond(
             del session.turns[asked:]
     if pending.answer_id is None:  # the answerer always ends with an Answer; be safe if not
         raise gr.Error("The answer was interrupted; please ask again.")
+
+
+def history(app: AppState, token: str | None) -> list[tuple[str, str]]:
+    """The caller's past conversations, most recently active first, as (label, conversation id)."""
+    identity = access.identify(app, token)
+    listed = access.store(app).list_conversations(identity.user, limit=HISTORY_SIZE)
+    return [(history_label(c.title, c.turns, c.last_activity), c.conversation_id) for c in listed]
+
+
+def history_label(title: str, turns: int, last_activity: str) -> str:
+    """One line of the history list, plain text: `title · 3 turns · 2026-12-02 10:05`."""
+    when = last_activity[:16].replace("T", " ")
+    return f"{preview(title, 60) or '(no question)'} · {turns} turn{'s' if turns != 1 else ''} · {when}"
+
+
+def reopen(app: AppState, token: str | None, conversation_id: str) -> ChatSession:
+    """A session holding the caller's own stored conversation `conversation_id`, ready to continue."""
+    identity = access.identify(app, token)
+    turns = access.store(app).conversation(conversation_id, identity.user)
+    if not turns:
+        raise gr.Error("That conversation is not in your history any more.")
+    texts = _passage_texts(app, [c for t in turns for c in t.citations], identity)
+    session = ChatSession(conversation_id=conversation_id)
+    for turn in turns:
+        session.turns.append(Turn("user", turn.question, markdown_text(turn.question)))
+        session.turns.append(Turn("assistant", turn.answer, _restored(turn, texts), turn.answer_id))
+    return session
+
+
+def _restored(turn: ConversationTurn, texts: dict[str, str]) -> str:
+    passages = [
+        Passage(c.n, c.chunk_id, c.source, c.title, c.section, texts.get(c.chunk_id, ""))
+        for c in turn.citations
+    ]
+    return answer_markdown(turn.answer, turn.citations, passages, refused=turn.refused, kind=turn.kind)
+
+
+def _passage_texts(app: AppState, citations: list[Citation], identity: Identity) -> dict[str, str]:
+    """The text of each cited chunk still in the current index and visible to `identity` (a chunk
+    re-indexed away, or restricted since, is shown by its title only)."""
+    from rag.search import visible
+
+    if not citations or app.retriever is None:
+        return {}
+    try:
+        version = app.retriever.current()
+    except Exception:  # no index yet, or it cannot be read: the titles alone will do
+        return {}
+    texts = {}
+    for citation in citations:
+        row = version.row_of.get(citation.chunk_id)
+        if row is not None and visible(version.chunks[row], identity.groups):
+            texts[citation.chunk_id] = version.chunks[row].text
+    return texts
 
 
 def rate(app: AppState, token: str | None, session: ChatSession, index: Any, liked: Any) -> Rated | None:
@@ -168,29 +237,40 @@ def _check_asker(store: Store, answer_id: str, identity: Identity) -> None:
         raise gr.Error("This answer was given to someone else: only they can rate it. Ask again.")
 
 
-def build(app: AppState, token: gr.Textbox) -> None:
+def build(app: AppState, token: gr.Textbox, blocks: gr.Blocks) -> None:
     """The Chat tab's components and events (inside a `gr.Tab`)."""
     session = gr.State(ChatSession())
     rated = gr.State(None)
-    chatbot = gr.Chatbot(
-        label="Conversation",
-        elem_id="kb-chat",
-        height=460,
-        feedback_options=("Like", "Dislike"),
-        latex_delimiters=[],
-        buttons=["copy", "copy_all"],
-        placeholder="Ask about policies, IT, offices… Answers cite the documents they come from.",
-    )
     with gr.Row():
-        question = gr.Textbox(
-            show_label=False,
-            placeholder="Type a question and press Enter",
-            elem_id="kb-question",
-            scale=8,
-            max_length=4000,
-        )
-        ask = gr.Button("Ask", variant="primary", scale=1, elem_id="kb-ask")
-    restart = gr.Button("New conversation", size="sm")
+        with gr.Column(scale=1, min_width=240):
+            restart = gr.Button("New conversation", size="sm", elem_id="kb-new-conversation")
+            past = gr.Radio(
+                choices=[],
+                label="Your conversations",
+                info="Most recent first; pick one to continue it.",
+                elem_id="kb-history",
+                interactive=True,
+            )
+            reload = gr.Button("Refresh", size="sm", elem_id="kb-history-refresh")
+        with gr.Column(scale=4):
+            chatbot = gr.Chatbot(
+                label="Conversation",
+                elem_id="kb-chat",
+                height=460,
+                feedback_options=("Like", "Dislike"),
+                latex_delimiters=[],
+                buttons=["copy", "copy_all"],
+                placeholder="Ask about policies, IT, offices… Answers cite the documents they come from.",
+            )
+            with gr.Row():
+                question = gr.Textbox(
+                    show_label=False,
+                    placeholder="Type a question and press Enter",
+                    elem_id="kb-question",
+                    scale=8,
+                    max_length=4000,
+                )
+                ask = gr.Button("Ask", variant="primary", scale=1, elem_id="kb-ask")
     with gr.Column(visible=False, variant="panel", elem_id="kb-feedback") as form:
         about = gr.Markdown()
         reasons = gr.CheckboxGroup(REASON_CHOICES, label="What was wrong?", elem_id="kb-reasons")
@@ -241,16 +321,47 @@ def build(app: AppState, token: gr.Textbox) -> None:
         return gr.Column(visible=False), None, markdown_text(done)
 
     def on_restart() -> tuple[Any, ...]:
-        return [], ChatSession(), gr.Column(visible=False), None, ""
+        return [], ChatSession(), gr.Column(visible=False), None, "", gr.Radio(value=None)
+
+    def on_history(token_value: str, current: ChatSession) -> Any:
+        try:
+            choices = history(app, token_value)
+        except (Unauthorized, NotReady):  # no token typed yet, or still starting: nothing to list
+            choices = []
+        except Exception as exc:
+            raise toast(user_message(exc)) from exc
+        ids = {cid for _, cid in choices}
+        return gr.Radio(
+            choices=choices, value=current.conversation_id if current.conversation_id in ids else None
+        )
+
+    def on_open(token_value: str, conversation_id: str | None) -> tuple[Any, ...]:
+        if not conversation_id:
+            raise gr.Error("Pick a conversation first.")
+        with shown_to_user():
+            opened = reopen(app, token_value, conversation_id)
+        return opened.chatbot(), opened, gr.Column(visible=False), None, ""
 
     # answers stream concurrently: the engine batches them and its queue answers "busy" when full
     outputs = [chatbot, session, question]
-    asking: list[dict[str, Any]] = [  # gradio's Dependency is a dict
-        question.submit(on_ask, [token, question, session], outputs, concurrency_limit=None),
-        ask.click(on_ask, [token, question, session], outputs, concurrency_limit=None),
-    ]
+    submitted = question.submit(on_ask, [token, question, session], outputs, concurrency_limit=None)
+    clicked = ask.click(on_ask, [token, question, session], outputs, concurrency_limit=None)
+    asking: list[dict[str, Any]] = [submitted, clicked]  # gradio's Dependency is a dict
     chatbot.like(on_like, [token, session], [form, rated, about, reasons, comment, correction, status])
     send.click(on_send, [token, rated, reasons, comment, correction], [form, rated, status])
-    fresh = [chatbot, session, form, rated, status]
+    fresh = [chatbot, session, form, rated, status, past]
     restart.click(on_restart, None, fresh, cancels=asking)
     chatbot.clear(on_restart, None, fresh, cancels=asking)  # the chatbot's own trash button
+    # the history: listed when the page opens, a token is typed, on Refresh and after every answer
+    listing: dict[str, Any] = {
+        "fn": on_history,
+        "inputs": [token, session],
+        "outputs": [past],
+        "queue": False,
+    }
+    blocks.load(**listing)
+    token.change(**listing)
+    reload.click(**listing)
+    submitted.then(**listing)
+    clicked.then(**listing)
+    past.input(on_open, [token, past], [chatbot, session, form, rated, status], cancels=asking)

@@ -96,17 +96,30 @@ def sources_html(
     return f"<div class='kb-sources'><b>{heading}</b><ol>{''.join(items)}</ol></div>"
 
 
+EXTRACTIVE_NOTE = "Quoted from the sources: the generated answer did not pass its checks."
+
+
+def kind_note(kind: str) -> str:
+    """A one-line HTML note on how the answer was made, when the reader should know (else "")."""
+    if kind == "extractive":
+        return f"<p class='kb-extractive'>{html_text(EXTRACTIVE_NOTE)}</p>"
+    return ""
+
+
 def answer_markdown(
     text: str,
     citations: Sequence[SourceLike] = (),
     passages: Sequence[PassageLike] = (),
     *,
     refused: bool = False,
+    kind: str = "generated",
 ) -> str:
-    """An answer as shown in the chat or a comparison pane: the text, then its sources."""
+    """An answer as shown in the chat or a comparison pane: the text, then, for an extractive answer
+    (service.answering: passage sentences that replaced a generated answer that failed its checks), a
+    note saying so, then its sources."""
     body = markdown_text(text) if text.strip() else "*(empty answer)*"
-    sources = sources_html(citations, passages, refused=refused)
-    return f"{body}\n\n{sources}" if sources else body
+    below = [part for part in (kind_note(kind), sources_html(citations, passages, refused=refused)) if part]
+    return "\n\n".join([body, *below])
 
 
 def preview(text: str, limit: int = 80) -> str:

@@ -5,8 +5,9 @@ Gradio saves whatever is posted there before any event runs, and so before an ev
 check: the page uploads a file as soon as it is picked. Left open, anyone who can reach the server could
 fill its disk. The page therefore copies the access token typed at its top into a cookie
 (`TOKEN_COOKIE`, path /ui, SameSite=Strict; see ui.app), and this middleware answers 401 (no or an
-unknown token) or 403 (not an operator's) before Gradio reads the request's body. Without tokens
-configured nobody is an operator (the Knowledge tab is hidden), so the route takes no files at all.
+unknown token) or 403 (not an operator's) before Gradio reads the request's body. In local single-user
+mode (no tokens, loopback bind: service.auth) the local user is the operator and needs no cookie, but
+only for a request addressed to a loopback host (`Host: 127.0.0.1:...`); any other is refused.
 
 Gradio already reduces each name to a base name without path separators, NUL or control characters,
 and caps each file at `max_file_size`; the app caps the request (service.app.BodyLimit). The middleware
@@ -43,6 +44,14 @@ def cookie_token(scope: Scope) -> str | None:
     return None
 
 
+def host_header(scope: Scope) -> str:
+    """The request's `Host` header ("" when it has none)."""
+    for key, value in scope.get("headers", []):
+        if key.lower() == b"host":
+            return str(value.decode("latin-1"))
+    return ""
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
     from service.app import error_body  # the API's error shape (service.app mounts this module)
 
@@ -50,16 +59,16 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 class UploadTypes:
-    """ASGI middleware for POSTs to `path`: the error `check(token)` raises for the cookie's token
-    (a service.errors.ServiceError: Unauthorized, Forbidden), else 415 when a saved file's suffix is
-    not in `suffixes`."""
+    """ASGI middleware for POSTs to `path`: the error `check(token, host)` raises for the cookie's
+    token and the request's Host header (a service.errors.ServiceError: Unauthorized, Forbidden), else
+    415 when a saved file's suffix is not in `suffixes`."""
 
     def __init__(
         self,
         app: ASGIApp,
         path: str,
         suffixes: Collection[str],
-        check: Callable[[str | None], object],
+        check: Callable[[str | None, str], object],
     ) -> None:
         self.app = app
         self.path = path
@@ -73,7 +82,7 @@ class UploadTypes:
         from service.errors import ServiceError
 
         try:
-            self.check(cookie_token(scope))
+            self.check(cookie_token(scope), host_header(scope))
         except ServiceError as exc:  # Unauthorized (401) or Forbidden (403); the body is never read
             why = f"uploads need an operator's access token: {exc.message}"
             await _error(exc.status, exc.code.value, why)(scope, receive, send)

@@ -74,7 +74,7 @@ async def get_identity(
     request: Request,
     _scheme: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
 ) -> Identity:
-    return state.auth.identify(request.headers.get("authorization"))
+    return state.auth.identify(request.headers.get("authorization"), request.headers.get("host", ""))
 
 
 async def get_operator(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:

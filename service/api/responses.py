@@ -23,7 +23,7 @@ class ErrorBody(BaseModel):
 WHY = {
     401: "No bearer token, or an unknown one.",
     403: "The token is not an operator's.",
-    404: "No such answer, comparison or model version.",
+    404: "No such answer, comparison, conversation or model version.",
     409: "A conflict: an idempotency key reused for another request, a choice already made, a failed gate.",
     413: "The request body is over KBLOOP_MAX_BODY_KB.",
     422: "The request is invalid; the message says what to fix.",

@@ -44,6 +44,8 @@ EMPLOYEES = {  # any valid token; answers and feedback are further limited to th
     ("POST", "/api/answers/{answer_id}/correction"),
     ("POST", "/api/compare"),
     ("POST", "/api/compare/{comparison_id}/choice"),
+    ("GET", "/api/conversations"),  # the caller's own
+    ("GET", "/api/conversations/{conversation_id}"),  # the caller's own (operators: anyone's)
 }
 UI_MOUNT = "/ui"  # the Gradio app: its operator handlers are checked in tests/ui/test_security.py
 
@@ -124,11 +126,66 @@ def test_every_route_but_the_public_ones_needs_a_token_and_operator_routes_an_op
         assert client.request(method, url, json={}, headers=OPS).status_code not in (401, 403), (method, path)
 
 
-def test_without_tokens_a_loopback_server_has_no_operator(make_client: Callable[..., TestClient]) -> None:
-    client = make_client()  # `make run`: local, anonymous employee
+LOCAL = {"Host": "127.0.0.1:8000"}  # what a browser or client on this machine sends to a loopback server
+
+
+def test_local_mode_the_local_user_is_the_operator_at_a_loopback_host(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client()  # `make run`: no tokens, bound to 127.0.0.1
+    assert client.app.state.kbloop.auth.local_mode
+    operator_routes = [r for r in routes(client) if r not in PUBLIC and r not in EMPLOYEES]
+    assert len(operator_routes) >= 7
+    for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "localhost"):
+        for method, path in operator_routes:  # past the operator check, to the route's own answer
+            response = client.request(method, filled(path), json={}, headers={"Host": host})
+            assert response.status_code not in (401, 403), (host, method, path, response.text)
+    # any key an OpenAI client sends is ignored; the caller is still the local operator
+    assert client.get("/api/answers", headers={**LOCAL, "Authorization": "Bearer sk-xyz"}).status_code == 200
+
+
+def test_local_mode_a_request_for_another_host_is_only_an_employee(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """A page that re-points its own domain at 127.0.0.1 (DNS rebinding) reaches the loopback server
+    with its own name in Host: it must not get the operator's powers."""
+    client = make_client()
+    for host in ("testserver", "evil.example:8000", "127.0.0.1.nip.io:8000", "0.0.0.0:8000", ""):
+        for method, path in routes(client):
+            if (method, path) not in PUBLIC and (method, path) not in EMPLOYEES:
+                refused = client.request(method, filled(path), json={}, headers={"Host": host})
+                assert refused.status_code == 403, (host, method, path, refused.text)
+                assert refused.json()["error"]["code"] == "forbidden"
+    asked = client.post(
+        "/v1/chat/completions", json=ask("Parking?", max_tokens=2), headers={"Host": "evil.example"}
+    )
+    assert asked.status_code == 200 and asked.json()["kbloop"]["answer_id"]
+
+
+def test_without_tokens_a_server_bound_elsewhere_lets_nobody_in(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """Bound to a non-loopback address with no tokens file: no local mode, no operator, and every
+    route but the public ones answers 401, whatever Host or key is sent."""
+    client = make_client(host="0.0.0.0")
+    assert not client.app.state.kbloop.auth.local_mode
     for method, path in routes(client):
-        if (method, path) not in PUBLIC and (method, path) not in EMPLOYEES:
-            assert client.request(method, filled(path), json={}).status_code == 403, (method, path)
+        if (method, path) in PUBLIC:
+            continue
+        for headers in (LOCAL, {**LOCAL, "Authorization": f"Bearer {OPERATOR}"}):
+            refused = client.request(method, filled(path), json={}, headers=headers)
+            assert refused.status_code == 401, (method, path, refused.text)
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_tokens_file_turns_on_multi_user_mode_even_on_loopback(
+    make_client: Callable[..., TestClient], tokens_file: Path
+) -> None:
+    client = make_client(tokens_file=tokens_file)  # bound to 127.0.0.1, as `make run`
+    assert not client.app.state.kbloop.auth.local_mode
+    assert client.get("/api/answers", headers=LOCAL).status_code == 401  # no token: nobody
+    assert client.get("/api/answers", headers={**LOCAL, **EMP}).status_code == 403  # per token: employee
+    assert client.get("/api/answers", headers={**LOCAL, **OPS}).status_code == 200  # per token: operator
 
 
 def test_the_api_takes_no_file_uploads(client: TestClient) -> None:
@@ -233,11 +290,18 @@ def test_uploads_need_an_operator_token_in_the_ui_cookie(
     client.cookies.clear()
     assert client.post(UPLOAD, content=body, headers={**headers, **OPS}).status_code == 401
     assert saved_files(upload_dir) == []  # nothing refused was written
-    # local mode without tokens: nobody is an operator (the Knowledge tab is hidden), no uploads at all
+    # local mode (no tokens): only a request addressed to a loopback host is the local operator's
     local = make_client()
     local.cookies.set(TOKEN_COOKIE, OPERATOR)
-    assert local.post(UPLOAD, content=body, headers=headers).status_code == 403
+    for host in ("testserver", "evil.example:8000"):
+        refused = local.post(UPLOAD, content=body, headers={**headers, "Host": host})
+        assert refused.status_code == 403, (host, refused.text)
     assert saved_files(upload_dir) == []
+    local.cookies.clear()  # the local operator needs no cookie
+    uploaded = local.post(UPLOAD, content=body, headers={**headers, **LOCAL})
+    assert uploaded.status_code == 200 and [Path(p).name for p in uploaded.json()] == ["notes.md"]
+    for path in saved_files(upload_dir):
+        path.unlink()
     client.cookies.set(TOKEN_COOKIE, OPERATOR)
     saved = client.post(UPLOAD, content=body, headers=headers)
     assert saved.status_code == 200 and [Path(p).name for p in saved.json()] == ["notes.md"]

@@ -2,7 +2,9 @@
 
 Chat: ask, see the streamed answer and its cited sources, thumbs down with a reason; a follow-up
 with markup in it shows up as text. Compare: ask, choose A, see the reveal. Then the rows in SQLite.
-Screenshots of each step are saved under the test's tmp_path.
+Modes: the local user without tokens sees and uses every tab; with a tokens file an employee's token
+shows no operator tab. History: a past conversation reopens and continues. An extractive answer shows
+its note and sources. Screenshots of each step are saved under the test's tmp_path.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.service.conftest import OPERATOR, PARKING
+from tests.service.conftest import EMPLOYEE, OPERATOR, PARKING
 from tests.ui.conftest import Live
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -174,3 +176,134 @@ def test_operator_token_knowledge_upload_and_operator_tab(
         "Permits cost 45 dollars per month."
     ]
     assert (state.settings.data_dir / "uploads" / "Bike policy.md").exists()
+
+
+# -- local single-user mode, multi-user mode, history, extractive answers (issue 18) ----------------------
+
+ALL_TABS = ("Chat", "Compare", "Knowledge", "Operator", "Models")
+OPERATOR_TABS = ("Knowledge", "Operator", "Models")
+
+
+def test_a_local_user_without_tokens_sees_and_uses_every_tab(
+    live_server: Live, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{live_server.url}/ui/")  # 127.0.0.1: local single-user mode, the local operator
+    expect(page.locator("#kb-token")).to_have_count(0)
+    for name in ALL_TABS:
+        expect(page.get_by_role("tab", name=name)).to_be_visible()
+    # the operator's tabs work for the local user, without any token
+    page.get_by_role("tab", name="Knowledge").click()
+    page.locator("#kb-documents-refresh").click()
+    expect(page.locator("#kb-documents")).to_contain_text("policies/parking.md")
+    page.get_by_role("tab", name="Operator").click()
+    page.locator("#kb-operator-refresh").click()
+    expect(page.locator("#kb-thumbs")).to_be_visible()
+    page.get_by_role("tab", name="Models").click()
+    expect(page.get_by_text("not an operator")).to_have_count(0)
+    page.screenshot(path=str(tmp_path / "local-tabs.png"), full_page=True)
+
+
+def test_with_a_tokens_file_an_employee_does_not_see_the_operator_tabs(
+    make_live_server: Callable[..., Live], tokens_file: Path, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    live = make_live_server(tokens_file=tokens_file)  # multi-user mode, though on loopback
+    page.goto(f"{live.url}/ui/")
+    token = page.locator("#kb-token input")
+    expect(token).to_be_visible()
+    expect(page.get_by_role("tab", name="Chat")).to_be_visible()
+    for name in OPERATOR_TABS:  # no token yet
+        expect(page.get_by_role("tab", name=name)).to_be_hidden()
+    token.fill(EMPLOYEE)
+    page.wait_for_function("document.cookie.includes('kbloop_ui_token=')")
+    question = page.locator("#kb-question textarea")
+    question.fill(PARKING)  # the employee can ask (the token took effect)...
+    question.press("Enter")
+    expect(page.locator("#kb-chat [data-testid=bot] .kb-sources")).to_be_visible()
+    for name in OPERATOR_TABS:  # ...and still sees no operator tab
+        expect(page.get_by_role("tab", name=name)).to_be_hidden()
+    page.screenshot(path=str(tmp_path / "employee-tabs.png"), full_page=True)
+    token.fill(OPERATOR)
+    for name in OPERATOR_TABS:
+        expect(page.get_by_role("tab", name=name)).to_be_visible()
+    token.fill(EMPLOYEE)  # back to an employee: hidden again
+    for name in OPERATOR_TABS:
+        expect(page.get_by_role("tab", name=name)).to_be_hidden()
+
+
+def test_a_history_entry_reopens_a_conversation_and_continues_it(
+    live_server: Live, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{live_server.url}/ui/")
+    question = page.locator("#kb-question textarea")
+    bots = page.locator("#kb-chat [data-testid=bot]")
+    history = page.locator("#kb-history")
+    question.fill(PARKING)
+    question.press("Enter")
+    expect(bots.last.locator(".kb-sources")).to_be_visible()
+    first_answer = bots.last.locator("p").first.inner_text()
+    expect(history).to_contain_text(PARKING)  # listed once answered
+    page.locator("#kb-new-conversation").click()
+    expect(bots).to_have_count(0)
+    question.fill(FOLLOW_UP)  # a second conversation, whose title is markup
+    question.press("Enter")
+    expect(bots).to_have_count(1)
+    expect(history.locator("label")).to_have_count(2)
+    expect(history.locator("label").first).to_contain_text('<img src=x onerror="window.__pwned=1">')
+    assert page.locator("#kb-history img[src=x]").count() == 0 and page.evaluate("window.__pwned") is None
+    page.screenshot(path=str(tmp_path / "history.png"), full_page=True)
+
+    # reopen the first: its question and answer (with sources) come back, then continue it
+    history.locator("label").filter(has_text=PARKING).click()
+    expect(page.locator("#kb-chat [data-testid=user]")).to_have_count(1)
+    expect(page.locator("#kb-chat [data-testid=user]").first).to_contain_text(PARKING)
+    expect(bots).to_have_count(1)
+    assert bots.first.locator("p").first.inner_text() == first_answer
+    store = live_server.app.state.kbloop.store
+    first = next(c for c in store.list_conversations("local") if c.title == PARKING)
+    stored = store.conversation(first.conversation_id, "local")[0]
+    question.fill("And is there a waiting list?")
+    question.press("Enter")
+    expect(bots).to_have_count(2)
+    expect(history.locator("label").first).to_contain_text(PARKING)  # active again: on top
+    page.screenshot(path=str(tmp_path / "continued.png"), full_page=True)
+    turns = store.conversation(first.conversation_id, "local")
+    assert [t.question for t in turns] == [PARKING, "And is there a waiting list?"]
+    latest = store.get_answer(turns[-1].answer_id)
+    assert [m["content"] for m in latest.messages] == [PARKING, stored.answer, "And is there a waiting list?"]
+    assert store.count_conversations("local") == 2
+
+
+@pytest.mark.skip(
+    reason="needs issue 18 item 1's answer check with its extractive fallback in service/answering.py "
+    "(the lead's; main has only the `kind` field): unskip when it lands"
+)
+def test_an_extractive_fallback_renders_with_its_sources(
+    live_server: Live, page: Any, tmp_path: Path
+) -> None:
+    """The tiny random model of the tests writes no sensible answer: the check replaces every one with
+    passage sentences (kind "extractive"), and the page shows that text, the note and the sources."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{live_server.url}/ui/")
+    question = page.locator("#kb-question textarea")
+    question.fill(PARKING)
+    question.press("Enter")
+    answer = page.locator("#kb-chat [data-testid=bot]").last
+    expect(answer.locator(".kb-extractive")).to_contain_text("did not pass its checks")
+    expect(answer.locator(".kb-sources")).to_contain_text("policies/parking.md")
+    page.screenshot(path=str(tmp_path / "extractive.png"), full_page=True)
+    store = live_server.app.state.kbloop.store
+    record = store.list_answers(limit=1)[0]
+    assert record.kind == "extractive" and record.citations
+    # the page shows the stored (checked) text, not what streamed before the check replaced it
+    expect(answer).to_contain_text(record.answer.split("[")[0].strip()[:40])
+    # the note sits above the sources
+    box_note = answer.locator(".kb-extractive").bounding_box()
+    box_sources = answer.locator(".kb-sources").bounding_box()
+    assert box_note["y"] < box_sources["y"]

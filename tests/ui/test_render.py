@@ -7,7 +7,20 @@ from dataclasses import dataclass
 
 import pytest
 
-from ui.render import answer_markdown, code, html_text, markdown_text, preview, source_label, sources_html
+from feedback.records import Citation
+from service.answering import Answer
+from service.prompting import Passage
+from ui.render import (
+    EXTRACTIVE_NOTE,
+    answer_markdown,
+    code,
+    html_text,
+    kind_note,
+    markdown_text,
+    preview,
+    source_label,
+    sources_html,
+)
 
 SCRIPT = "<script>alert('x')</script>"
 IMG = '<img src=x onerror="alert(1)">'
@@ -108,3 +121,46 @@ def test_labels() -> None:
 def test_code_is_html_not_a_markdown_code_span() -> None:
     # inside backticks Markdown would show markdown_text's backslashes and entities literally
     assert code("v-1.2 <x>") == "<code>v\\-1\\.2 &lt;x&gt;</code>"
+
+
+def extractive_answer(text: str = "Permits cost 45 dollars per month [1].") -> Answer:
+    """An answer as service.answering gives it when the check replaced the generated text."""
+    parking = Passage(
+        1, "parking#0", "policies/parking.md", "Parking Policy", "Permits", "Permits cost 45 dollars."
+    )
+    hr = Passage(2, "leave#0", "hr/leave.md", "Leave", "", "Employees get 25 days.")
+    cited = Citation(1, "parking#0", "policies/parking.md", "Permits", "Parking Policy")
+    return Answer(
+        "a1", "c1", text, False, 0.9, [cited], [parking, hr], "v0001", "idx", "stop", 100, 12,
+        kind="extractive",
+    )  # fmt: skip
+
+
+def test_an_extractive_answer_shows_its_note_between_the_text_and_its_sources() -> None:
+    answer = extractive_answer()
+    out = answer_markdown(
+        answer.text, answer.citations, answer.passages, refused=answer.refused, kind=answer.kind
+    )
+    text, note, sources = out.split("\n\n")
+    assert text == markdown_text("Permits cost 45 dollars per month [1].")
+    assert note == f"<p class='kb-extractive'>{EXTRACTIVE_NOTE}</p>"
+    assert "did not pass its checks" in note
+    assert sources.startswith("<div class='kb-sources'><b>Sources</b>")
+    assert "policies/parking.md" in sources and "Permits cost 45 dollars." in sources
+    assert "hr/leave.md" not in sources  # the sources are what the answer cites
+
+
+def test_only_an_extractive_answer_gets_the_note() -> None:
+    answer = extractive_answer()
+    for kind in ("generated", "refusal"):
+        out = answer_markdown(answer.text, answer.citations, answer.passages, kind=kind)
+        assert "kb-extractive" not in out and kind_note(kind) == ""
+    # an extractive answer with no sources left (all filtered) still says how it was made
+    assert answer_markdown("Quoted.", kind="extractive").endswith(kind_note("extractive"))
+
+
+def test_an_extractive_answer_is_escaped_like_any_other() -> None:
+    answer = extractive_answer(IMG + " [1]")
+    out = answer_markdown(answer.text, answer.citations, answer.passages, kind=answer.kind)
+    no_raw_tags(out)
+    assert out.count("kb-extractive") == 1

@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
 from service.api.deps import AppState
-from service.errors import NotFound
+from service.errors import Forbidden, NotFound, Unauthorized
 from tests.service.conftest import EMPLOYEE, OPERATOR
-from ui import compare, knowledge, operator
+from ui import access, compare, knowledge, operator
 from ui.chat import ChatSession, rate, respond, send_feedback
 from ui.errors import shown_to_user
 from ui.uploads import TOKEN_COOKIE
@@ -71,6 +71,62 @@ def test_every_handler_of_an_operator_tab_refuses_employees_and_the_anonymous(
         for token, refusal in ((EMPLOYEE, "not an operator"), ("", "missing bearer token")):
             with pytest.raises(gr.Error, match=refusal):
                 call(handler.fn, token, *rest)
+
+
+def tab_visibility(client: TestClient) -> dict[str, bool]:
+    return {b.id: bool(b.visible) for b in blocks_of(client).blocks.values() if isinstance(b, gr.Tab)}
+
+
+def test_local_mode_shows_every_tab_and_the_local_user_is_an_operator(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client()  # no tokens, loopback: local single-user mode
+    state: AppState = client.app.state.kbloop  # type: ignore[attr-defined]
+    assert tab_visibility(client) == dict.fromkeys(("chat", "compare", *OPERATOR_TABS), True)
+    token_box = next(
+        b for b in blocks_of(client).blocks.values() if getattr(b, "elem_id", None) == "kb-token"
+    )
+    assert not token_box.visible  # nothing to type
+    assert access.operator(state, None).user == "local"  # in-process, no request: the local user
+    assert access.operator(state, "", "127.0.0.1:8000").is_operator
+    with pytest.raises(Forbidden, match="not an operator"):  # a page asked for under another name
+        access.operator(state, "", "evil.example:8000")
+
+
+def test_a_gradio_event_addressed_to_another_host_is_not_the_local_operator(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """Through Gradio's own API: the operator tab's handler runs for a loopback Host and refuses a
+    request that names another host (a DNS-rebinding page), in local mode."""
+    client = make_client()
+    blocks = blocks_of(client)
+    name = next(f.api_name for f in blocks.fns.values() if f.fn is not None and f.fn.__name__ == "on_refresh")
+
+    def run(host: str) -> str:
+        event = client.post(f"/ui/gradio_api/call/{name}", json={"data": [""]}, headers={"Host": host})
+        assert event.status_code == 200, event.text
+        with client.stream(
+            "GET", f"/ui/gradio_api/call/{name}/{event.json()['event_id']}", headers={"Host": host}
+        ) as stream:
+            return "".join(stream.iter_lines())
+
+    assert "event: complete" in run("127.0.0.1:8000")
+    refused = run("evil.example:8000")
+    assert "event: error" in refused and "not an operator" in refused
+
+
+def test_with_tokens_the_operator_tabs_show_for_an_operator_token_only(
+    make_client: Callable[..., TestClient], tokens_file: Path
+) -> None:
+    from ui.app import operator_tabs
+
+    client = make_client(tokens_file=tokens_file)  # multi-user mode, even on loopback
+    state: AppState = client.app.state.kbloop  # type: ignore[attr-defined]
+    assert tab_visibility(client) == {"chat": True, "compare": True, **dict.fromkeys(OPERATOR_TABS, False)}
+    for token, shown in ((OPERATOR, True), (EMPLOYEE, False), ("", False), ("not-a-token-at-all", False)):
+        assert [t.visible for t in operator_tabs(state, token)] == [shown] * 3, token
+    with pytest.raises(Unauthorized):  # no local user any more: a token is needed, wherever from
+        access.identify(state, "", "127.0.0.1:8000")
 
 
 # -- uploads reach the index only from Gradio's upload route ---------------------------------------------
