@@ -142,7 +142,10 @@ def test_demonstrations(seeded: Store, clock: FakeClock) -> None:
             **public,
         },
         {"messages": [*conversation, {"role": "assistant", "content": "25 days."}], **public},
-        {"messages": [*conversation, {"role": "assistant", "content": "The handbook says 25 days."}], **public},
+        {
+            "messages": [*conversation, {"role": "assistant", "content": "The handbook says 25 days."}],
+            **public,
+        },
     ]
     assert summary.kind == "demonstrations-messages"
     assert summary.skipped == {"superseded": 1, "no_prompt": 0, "no_question": 1}
