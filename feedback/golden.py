@@ -15,6 +15,8 @@ field (`phrase`, `split`, ...) is kept as it came. CSV files with the same colum
   and column); `merge` reports incoming items that repeat an id or a question (after
   `normalize_question`) instead of storing them twice; `add_items` / `add_item` write under a lock
   and atomically (a temporary file renamed over the old one), so a crash never leaves half a set.
+- `item_from_answer`: an operator turns a stored answer and its newest correction into an item
+  (the answer's question, the correction's text, the sources the answer cited).
 - The held-out split is a stable function of the normalised question (`split_of`: a sha256 draw
   compared with the held-out fraction), the same in every run and process, recorded in each item's
   `split` field by `with_splits`. New items get theirs with `DEFAULT_HELDOUT_FRACTION` unless they
@@ -33,9 +35,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feedback.errors import DuplicateGolden, InvalidGolden
+
+if TYPE_CHECKING:
+    from feedback.store import Store
 
 CORE_FIELDS = ("id", "question", "answer", "sources", "answerable", "category")
 SPLITS = ("train", "heldout")
@@ -327,12 +332,54 @@ def add_items(
     return ImportReport(tuple(added), tuple(duplicates), len(items), str(path))
 
 
-def add_item(path: str | os.PathLike[str], item: GoldenItem) -> GoldenItem:
-    """Add one item (with its split); DuplicateGolden when its id or its question is already there."""
+def add_item(path: str | os.PathLike[str], item: GoldenItem) -> tuple[GoldenItem, bool]:
+    """Add one item (with its split): (the stored item, True), or (the stored one, False) when the same
+    item (id, question and answer) is already there: a retried request is stored once. DuplicateGolden
+    when another item holds its id or its question."""
     report = add_items(path, [("request", item)])
-    if report.duplicates:
-        raise DuplicateGolden(report.duplicates[0].reason)
-    return report.added[0]
+    if report.added:
+        return report.added[0], True
+    same = [
+        i for i in golden_set(path) if (i.id, i.question, i.answer) == (item.id, item.question, item.answer)
+    ]
+    if same:
+        return same[0], False
+    raise DuplicateGolden(report.duplicates[0].reason)
+
+
+def item_from_answer(
+    store: Store,
+    answer_id: str,
+    *,
+    question: str | None = None,
+    answer: str | None = None,
+    answerable: bool = True,
+    category: str = "",
+    added_by: str = "",
+) -> GoldenItem:
+    """An operator's golden item from a stored answer: its question (or `question`), the newest
+    correction's text (or `answer`), the sources the answer cited. AnswerNotFound for an unknown
+    answer; InvalidGolden when there is no correction and no `answer`, or a text is empty."""
+    record = store.get_answer(answer_id)
+    if answer is None:
+        newest = store.list_corrections(answer_id=answer_id, limit=1)
+        if not newest:
+            raise InvalidGolden(
+                f"answer {answer_id!r} has no correction yet; send the golden answer as 'answer'"
+            )
+        answer = newest[0].text
+    sources = list(dict.fromkeys(c.source for c in record.citations))
+    extra = {"from_answer": answer_id, **({"added_by": added_by} if added_by else {})}
+    row = {
+        "id": f"answer-{answer_id}",
+        "question": record.question if question is None else question,
+        "answer": answer,
+        "sources": sources,
+        "answerable": answerable,
+        "category": category,
+        **extra,
+    }
+    return parse_item(row, "request")
 
 
 def resplit(path: str | os.PathLike[str], heldout_fraction: float) -> list[GoldenItem]:

@@ -143,7 +143,9 @@ def test_duplicates_are_reported_not_doubled_and_writes_are_atomic(tmp_path: Pat
     assert report.added == () and len(report.duplicates) == 1 and path.read_bytes() == before
     with pytest.raises(DuplicateGolden, match="already in the golden set"):
         add_item(path, item("z", "Q two"))
-    assert add_item(path, item("z", "Q three?")).id == "z"
+    stored, created = add_item(path, item("z", "Q three?"))
+    assert stored.id == "z" and created and stored.split in ("train", "heldout")
+    assert add_item(path, item("z", "Q three?")) == (stored, False)  # a retry is stored once
     assert [i.id for i in golden_set(path)] == ["a", "b", "z"]
     report = add_items(path, [("f:1", item("n", "Only me?"))], replace_all=True)
     assert [i.id for i in golden_set(path)] == ["n"] and report.total == 1
