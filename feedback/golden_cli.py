@@ -40,14 +40,20 @@ def import_command(
         bool, typer.Option("--replace", help="The file becomes the whole golden set (default: add to it).")
     ] = False,
     heldout_fraction: Fraction = DEFAULT_HELDOUT_FRACTION,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Only when the deployment has no golden set yet (`make run`).")
+    ] = False,
 ) -> None:
     """Add a file's items to the golden set. Every malformed line is reported (nothing is written then);
     items repeating an id or a question already there are reported and left out."""
     from feedback.errors import FeedbackError
-    from feedback.golden import add_items, read_items
+    from feedback.golden import add_items, golden_set, read_items
 
     path = _path()
     try:
+        if if_empty and golden_set(path):
+            print(f"the golden set at {path} already has items; nothing imported", file=sys.stderr)
+            return
         incoming = read_items(file)
         report = add_items(path, incoming, replace_all=replace, heldout_fraction=heldout_fraction)
     except FeedbackError as exc:

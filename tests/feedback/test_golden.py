@@ -187,6 +187,8 @@ def test_the_golden_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert table.exit_code == 0 and "c-1\t" in table.stdout and "refusal" in table.stdout
         assert runner.invoke(app, ["golden", "list", "--split", "test"]).exit_code == 2
 
+        kept = runner.invoke(app, ["golden", "import", "--if-empty", str(ACME)])  # `make run` on a set
+        assert kept.exit_code == 0 and "already has items" in kept.output and len(golden_set(target)) == 70
         replaced = runner.invoke(app, ["golden", "import", "--replace", str(source)])
         assert replaced.exit_code == 0 and [i.id for i in golden_set(target)] == ["c-1", "c-2"]
     finally:
