@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from service.settings import Settings
-from tests.conftest import REPO
 from service.versions import ModelDirectory
+from tests.conftest import REPO
 from trainer.config import DPOConfig, PPOConfig, RefreshConfig, RewardConfig
 from trainer.errors import TrainerError
 from trainer.refresh import RefreshConfigs, refresh
