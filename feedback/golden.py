@@ -359,8 +359,14 @@ def item_from_answer(
 ) -> GoldenItem:
     """An operator's golden item from a stored answer: its question (or `question`), the newest
     correction's text (or `answer`), the sources the answer cited. AnswerNotFound for an unknown
-    answer; InvalidGolden when there is no correction and no `answer`, or a text is empty."""
+    answer; InvalidGolden when there is no correction and no `answer`, a text is empty, or the answer's
+    prompt held passages restricted to access groups (ACL-safe training: see trainer.data.shared)."""
     record = store.get_answer(answer_id)
+    if record.passage_groups:  # its question and correction are about text only those groups may read
+        raise InvalidGolden(
+            f"answer {answer_id!r} was given from passages restricted to {', '.join(record.passage_groups)}; "
+            "the golden set trains and evaluates the model served to everyone, so it cannot hold it"
+        )
     if answer is None:
         newest = store.list_corrections(answer_id=answer_id, limit=1)
         if not newest:

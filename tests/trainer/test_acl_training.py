@@ -1,6 +1,6 @@
 """Access groups hold in training: a manager's answer whose prompt held the restricted compensation-bands
-guide (groups: managers) reaches no training example (pairs, thumbs, SFT demonstrations, PPO prompts),
-and every export marks it."""
+guide (groups: managers) reaches no training example (pairs, thumbs, SFT demonstrations, PPO prompts,
+golden items), and every export marks it."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from feedback import Store
+from feedback.errors import InvalidGolden
 from feedback.export import export_demonstrations, export_preferences, export_thumbs
 from feedback.export_csv import export_csv
+from feedback.golden import item_from_answer
 from rag.config import RagConfig
 from service.settings import Settings
 from tests.conftest import REPO
@@ -111,6 +113,11 @@ def test_a_restricted_prompt_never_reaches_a_shared_training_example(settings: S
         assert restricted and all(a.passage_groups == ["managers"] for a in restricted)
         assert all(holds_secret(a.prompt) for a in restricted)
         assert public and all(a.passage_groups == [] and not holds_secret(a.prompt) for a in public)
+
+        # nor can an operator make it a golden item (the golden set trains SFT and judges the gate)
+        with pytest.raises(InvalidGolden, match="restricted to managers"):
+            item_from_answer(store, restricted[0].answer_id)
+        assert item_from_answer(store, public[0].answer_id, answer="On the 4th floor.").question == OFFICE
 
         data = load_feedback(store)
         counted: Counter[str] = Counter()
