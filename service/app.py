@@ -80,14 +80,8 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
 
     app = FastAPI(title="kbloop", version="0.1.0", lifespan=lifespan)
     app.state.kbloop = state
-    for module in (
-        feedback,
-        chat,
-        models,
-        health,
-        answers,
-        golden,
-    ):  # routes match in order: the busiest first
+    # routes match in order: the busiest first
+    for module in (feedback, chat, models, health, answers, golden):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(
