@@ -38,6 +38,8 @@ install-dev: $(VENV)/.installed-dev
 
 run: install
 	$(BIN)/kbloop ingest $(CORPUS)
+	@# the sample's golden set becomes the deployment's, unless the data dir already has one
+	@if [ -f "$(CORPUS)/golden.jsonl" ]; then $(BIN)/kbloop golden import --if-empty "$(CORPUS)/golden.jsonl"; fi
 	@echo
 	@echo "Serving on http://127.0.0.1:8000 (API docs at /docs; Ctrl-C stops). Try:"
 	@echo "  curl -s http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\"

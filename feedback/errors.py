@@ -23,6 +23,8 @@ class FeedbackErrorCode(StrEnum):
     COMPARISON_NOT_FOUND = "comparison_not_found"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     ALREADY_CHOSEN = "already_chosen"
+    INVALID_GOLDEN = "invalid_golden"
+    DUPLICATE_GOLDEN = "duplicate_golden"
 
 
 class FeedbackError(Exception):
@@ -112,3 +114,15 @@ class AlreadyChosen(ConflictError):
     """The comparison already holds a different choice; a choice is final once made."""
 
     code = FeedbackErrorCode.ALREADY_CHOSEN
+
+
+class InvalidGolden(InvalidInput):
+    """A golden-set file or item is malformed; the message names the file, the line and the column."""
+
+    code = FeedbackErrorCode.INVALID_GOLDEN
+
+
+class DuplicateGolden(ConflictError):
+    """The golden set already holds an item with this id or this (normalised) question."""
+
+    code = FeedbackErrorCode.DUPLICATE_GOLDEN

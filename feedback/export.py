@@ -28,6 +28,11 @@ Rows that cannot make a sound example are left out and counted in the summary's 
 The preference and thumbs rules are `pair_problem` and `thumb_problem`; the trainer's datasets
 (trainer.data) apply the same ones.
 
+Access groups: every row carries `restricted_groups`, the access groups of the passages its prompt held
+(`restricted_groups`; [] when all were public). A row with groups must never train a model served to
+everyone: kbloop's trainer leaves such rows out (trainer.data.shared, and its JSONL readers), and so
+must anyone who trains on an export.
+
 Filters: `since <= t < until` on when the feedback was given (a vote's current value, a comparison's
 choice, a correction), so a refresh can take "what arrived since the last one"; `model_version` on the
 answer (for comparisons: either side). Rows stream from a read-only snapshot one at a time and go to
@@ -124,6 +129,18 @@ def thumb_problem(value: str, prompt: str, answer: str) -> str | None:
     return None
 
 
+def restricted_groups(*passage_groups: str | None) -> list[str]:
+    """The access groups of the passages an example's prompts held: the union of its answers'
+    `passage_groups` columns (JSON lists; NULL or "[]" when every passage was public), sorted. Non-empty:
+    the example must never train the model served to everyone (trainer.data.shared)."""
+    groups: set[str] = set()
+    for text in passage_groups:
+        value = json.loads(text) if text else []
+        if isinstance(value, list):
+            groups.update(g for g in value if isinstance(g, str) and g)
+    return sorted(groups)
+
+
 def _line(stream: TextIO, example: dict[str, Any]) -> None:
     stream.write(json.dumps(example, ensure_ascii=False) + "\n")
 
@@ -142,7 +159,8 @@ def export_preferences(
     )
     sql = (
         "SELECT c.choice, l.prompt AS left_prompt, l.answer AS left_answer, "
-        "r.prompt AS right_prompt, r.answer AS right_answer FROM comparisons c "
+        "r.prompt AS right_prompt, r.answer AS right_answer, l.passage_groups AS left_groups, "
+        "r.passage_groups AS right_groups FROM comparisons c "
         "JOIN answers l ON l.answer_id = c.left_answer_id JOIN answers r ON r.answer_id = c.right_answer_id"
         f"{where(['c.choice IS NOT NULL', *clauses])} ORDER BY c.chosen_at, c.rowid"
     )
@@ -166,6 +184,7 @@ def export_preferences(
                     "prompt": pair_prompt(row["left_prompt"], row["right_prompt"]),
                     "chosen": row[f"{chosen}_answer"],
                     "rejected": row[f"{rejected}_answer"],
+                    "restricted_groups": restricted_groups(row["left_groups"], row["right_groups"]),
                 },
             )
             written += 1
@@ -184,7 +203,7 @@ def export_thumbs(
     Each user's vote is its own example: two users disagreeing on an answer give two labels."""
     clauses, params = filters("v.updated_at", ("a.model_version",), since, until, model_version)
     sql = (
-        "SELECT v.value, a.prompt, a.answer FROM votes v JOIN answers a USING (answer_id)"
+        "SELECT v.value, a.prompt, a.answer, a.passage_groups FROM votes v JOIN answers a USING (answer_id)"
         f"{where(clauses)} ORDER BY v.updated_at, v.rowid"
     )
     skipped = Counter({key: 0 for key in ("withdrawn", "no_prompt", "empty_answer")})
@@ -197,7 +216,12 @@ def export_thumbs(
             else:
                 _line(
                     stream,
-                    {"prompt": row["prompt"], "completion": row["answer"], "label": row["value"] == "up"},
+                    {
+                        "prompt": row["prompt"],
+                        "completion": row["answer"],
+                        "label": row["value"] == "up",
+                        "restricted_groups": restricted_groups(row["passage_groups"]),
+                    },
                 )
                 written += 1
     return ExportSummary("thumbs", written, dict(skipped), path)
@@ -226,7 +250,7 @@ def export_demonstrations(
     newer, newer_params = time_window("n.created_at", since, until)
     newer_where = "".join(f" AND {clause}" for clause in newer)
     sql = (
-        "SELECT k.text, a.messages, a.prompt, EXISTS (SELECT 1 FROM corrections n "
+        "SELECT k.text, a.messages, a.prompt, a.passage_groups, EXISTS (SELECT 1 FROM corrections n "
         "WHERE n.answer_id = k.answer_id AND n.user_id = k.user_id AND "
         f"(n.created_at > k.created_at OR (n.created_at = k.created_at AND n.rowid > k.rowid)){newer_where}"
         ") AS superseded FROM corrections k JOIN answers a USING (answer_id)"
@@ -239,16 +263,19 @@ def export_demonstrations(
             if row["superseded"]:
                 skipped["superseded"] += 1
                 continue
+            groups = restricted_groups(row["passage_groups"])
             if style == "prompt":
                 if not row["prompt"]:
                     skipped["no_prompt"] += 1
                     continue
-                _line(stream, {"prompt": row["prompt"], "completion": row["text"]})
+                example = {"prompt": row["prompt"], "completion": row["text"], "restricted_groups": groups}
+                _line(stream, example)
             else:
                 turns = [{"role": m["role"], "content": m["content"]} for m in json.loads(row["messages"])]
                 if not turns or turns[-1]["role"] != "user":
                     skipped["no_question"] += 1
                     continue
-                _line(stream, {"messages": [*turns, {"role": "assistant", "content": row["text"]}]})
+                messages = [*turns, {"role": "assistant", "content": row["text"]}]
+                _line(stream, {"messages": messages, "restricted_groups": groups})
             written += 1
     return ExportSummary(f"demonstrations-{style}", written, dict(skipped), path)

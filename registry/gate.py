@@ -4,6 +4,13 @@ The report is the one a refresh stores (trainer/evaluation.py `compare_reports`,
 candidate's and the champion's golden-set numbers side by side. Each check says its value, its limit
 and whether it passed; the gate passes when every check that could be computed passed and the report
 holds the golden-set numbers at all (a version without an evaluation never passes by default).
+
+A deployment without a golden set (the refresh records `"golden_set": "missing"`) cannot run the
+similarity, citation and refusal checks: they are listed as "not run: no golden set" (`ran` False) and
+the gate rests on what could be measured: the reward model's verdict on held-out logged prompts (a
+failed check when there were none), the KL and the length drift. The evidence that counts then is live:
+the canary's human win rate against the champion (registry.policy.promotion_decision), which
+auto-promotion requires anyway.
 """
 
 from __future__ import annotations
@@ -30,6 +37,15 @@ class Check:
     limit: float
     passed: bool
     detail: str
+    ran: bool = True  # False: the check could not be run (no golden set); it does not block the gate
+
+
+GOLDEN_CHECKS = ("similarity", "citations", "refusals")
+NO_GOLDEN_SET = "not run: no golden set"
+LIVE_NOTE = (
+    "no golden set: similarity, citations and refusals were not checked; promote on the canary's "
+    "human win rate against the champion (side-by-side comparisons)"
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +53,16 @@ class GateResult:
     passed: bool
     checks: tuple[Check, ...]
 
+    @property
+    def not_run(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.checks if not c.ran)
+
     def to_json(self) -> dict[str, Any]:
-        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+        out: dict[str, Any] = {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+        if self.not_run:
+            out["not_run"] = list(self.not_run)
+            out["note"] = LIVE_NOTE
+        return out
 
 
 def reward_win_rate(
@@ -84,12 +108,16 @@ def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateRes
     """Checks on a refresh report (`evaluation` with candidate/champion summaries, `policy` metrics)."""
     evaluation = report.get("evaluation") or {}
     cand, champ = evaluation.get("candidate") or {}, evaluation.get("champion") or {}
+    no_golden = evaluation.get("golden_set") == "missing"
     checks: list[Check] = []
-    if not cand or not champ:
+    if not no_golden and (not cand or not champ):
         checks.append(Check("evaluated", None, 1.0, False, "no golden-set evaluation in the report"))
         return GateResult(False, tuple(checks))
 
     def drop(name: str, key: str, limit: float) -> None:
+        if no_golden:
+            checks.append(Check(name, None, -limit, True, NO_GOLDEN_SET, ran=False))
+            return
         c, h = _number(cand.get(key)), _number(champ.get(key))
         if c is None or h is None:
             checks.append(Check(name, None, limit, True, f"{key}: not measured (no such questions)"))
@@ -109,6 +137,16 @@ def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateRes
                 thresholds.min_reward_win_rate,
                 win >= thresholds.min_reward_win_rate,
                 f"reward model prefers the candidate ({_basis(evaluation)})",
+            )
+        )
+    elif no_golden:  # nothing offline judged the answers at all
+        checks.append(
+            Check(
+                "reward_win_rate",
+                None,
+                thresholds.min_reward_win_rate,
+                False,
+                "not measured: no golden set and no held-out logged prompts",
             )
         )
     kl = _number((report.get("policy") or {}).get("kl_to_champion"))

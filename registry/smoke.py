@@ -1,4 +1,5 @@
-"""Before a version serves: load it (base + adapter) and answer one short prompt with finite logits."""
+"""Before a version serves: load it (base + adapter) and answer one short prompt with finite logits.
+The prompt is the deployment's (registry.smoke_prompt)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,17 @@ if TYPE_CHECKING:
     from service.settings import Settings
     from service.versions import ModelVersion
 
-PROMPT = "Where is the HR department in Boston?"
-
 
 def smoke_test(version: ModelVersion, settings: Settings) -> None:
     """Raises when the version cannot load or produces non-finite logits / no tokens."""
     import torch
 
+    from registry.smoke_prompt import smoke_prompt
     from service.policy import load_policy
 
     model, tokenizer = load_policy(version.base, version.adapter_path(settings.models_dir), settings.device)
     text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": PROMPT}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": smoke_prompt(settings)}], tokenize=False, add_generation_prompt=True
     )
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
     with torch.no_grad():

@@ -30,7 +30,7 @@ from feedback.errors import (
     StoreFull,
 )
 from rag.errors import IndexNotFound, InvalidQuery, RagError
-from service.api import answers, chat, conversations, feedback, health, models
+from service.api import answers, chat, conversations, feedback, golden, health, models
 from service.api.deps import AppState
 from service.auth import Authenticator, is_loopback, load_tokens
 from service.errors import PayloadTooLarge, ServiceError, ServiceErrorCode
@@ -86,14 +86,8 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
 
     app = FastAPI(title="kbloop", version="0.1.0", lifespan=lifespan)
     app.state.kbloop = state
-    for module in (
-        feedback,
-        chat,
-        models,
-        health,
-        answers,
-        conversations,
-    ):  # routes match in order: the busiest first
+    # routes match in order: the busiest first
+    for module in (feedback, chat, models, health, answers, conversations, golden):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from feedback.cli import export_command
+from feedback.golden_cli import golden_app
 from rag.cli import index_app
 from rag.cli import register as register_rag
 from registry.cli import models_app
@@ -25,6 +26,7 @@ register_rag(app)
 app.add_typer(index_app, name="index")
 app.command("serve")(serve_command)
 app.command("export")(export_command)
+app.add_typer(golden_app, name="golden")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(trainer_app, name="trainer")

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         "rrf", description="Hybrid fusion: reciprocal rank or weighted sum."
     )
     search_k: int = Field(5, ge=1, le=100, description="Passages retrieved per question.")
+    golden: Path | None = Field(
+        None, description="The deployment's golden set (JSONL; default: DATA_DIR/golden.jsonl)."
+    )
 
     # the answer service
     host: str = Field("127.0.0.1", description="Address `kbloop serve` binds to.")
@@ -146,6 +149,11 @@ class Settings(BaseSettings):
     @property
     def resolved_index_dir(self) -> Path:
         return self.index_dir or self.data_dir / "index"
+
+    @property
+    def golden_path(self) -> Path:
+        """The golden set's file (it may not exist yet: a deployment without a golden set)."""
+        return self.golden or self.data_dir / "golden.jsonl"
 
     @property
     def models_dir(self) -> Path:

@@ -196,8 +196,9 @@ def sft_command(
     ] = True,
 ) -> None:
     def body() -> None:
-        from trainer.data import read_jsonl_demonstrations, render_prompts, split_by_prompt
+        from trainer.data import prompt_id, read_jsonl_demonstrations, render_prompts, split_by_prompt
         from trainer.models import load_tokenizer
+        from trainer.prompts import deployment_golden
         from trainer.sft import train_sft
 
         models, version, adapter = _parent(parent)
@@ -206,14 +207,22 @@ def sft_command(
             demos = render_prompts(read_jsonl_demonstrations(from_jsonl), load_tokenizer(version.base))
         else:
             demos = list(_store_data(cfg).demonstrations)
-            if cfg.golden:
-                from trainer.prompts import PromptRenderer, golden_demonstrations, load_golden
+            items = deployment_golden(_settings()) if cfg.golden else []
+            if cfg.golden and not items:
+                typer.echo(f"no golden set at {_settings().golden_path}: corrections only", err=True)
+            if items:
+                from trainer.prompts import PromptRenderer, golden_demonstrations
 
                 renderer = PromptRenderer.from_settings(_settings(), model=version.base)
-                items = load_golden(_golden_path())
                 golden, skipped = golden_demonstrations(renderer, items)
-                # golden questions held out of training measure the answer similarity afterwards
-                golden, heldout = split_by_prompt(golden, cfg.heldout_fraction, cfg.seed)
+                # golden questions held out of training measure the answer similarity afterwards: the
+                # split recorded in the golden set (`kbloop golden split`), else one by prompt here
+                if all(item.split for item in items):
+                    held = {prompt_id(item.question) for item in items if item.split == "heldout"}
+                    heldout = [d for d in golden if d.prompt_id in held]
+                    golden = [d for d in golden if d.prompt_id not in held]
+                else:
+                    golden, heldout = split_by_prompt(golden, cfg.heldout_fraction, cfg.seed)
                 heldout_questions = {d.prompt_id for d in heldout}
                 typer.echo(
                     f"golden demonstrations: {len(golden)} for training, {len(heldout)} held out "
@@ -376,7 +385,7 @@ def _ppo_prompts(prompts_jsonl: Path | None, base: str) -> list[str]:
     from feedback.store import Store
     from trainer.data import jsonl_rows
     from trainer.errors import DataError
-    from trainer.prompts import PromptRenderer, golden_prompts, load_golden, logged_prompts
+    from trainer.prompts import PromptRenderer, deployment_golden, golden_prompts, logged_prompts
 
     if prompts_jsonl is not None:
         prompts = []
@@ -391,9 +400,15 @@ def _ppo_prompts(prompts_jsonl: Path | None, base: str) -> list[str]:
             logged = [p.prompt for p in logged_prompts(store, limit=100)]
         if logged:
             return logged
+    items = deployment_golden(settings)
+    if not items:
+        raise DataError(
+            f"no logged prompts yet and no golden set at {settings.golden_path}: answer some questions, "
+            "import a golden set (`kbloop golden import FILE`), or pass --prompts-jsonl"
+        )
     renderer = PromptRenderer.from_settings(settings, model=base)
     typer.echo("no logged prompts yet: using the golden questions", err=True)
-    return [p.rendered.prompt for p in golden_prompts(renderer, load_golden(_golden_path()))]
+    return [p.rendered.prompt for p in golden_prompts(renderer, items)]
 
 
 @command_with_config(
@@ -523,10 +538,6 @@ def trainer_run_command(
         worker.run_forever()
     except KeyboardInterrupt:
         worker.stop.set()
-
-
-def _golden_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "examples" / "acme-handbook" / "golden.jsonl"
 
 
 def main() -> None:  # pragma: no cover

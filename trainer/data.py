@@ -20,18 +20,23 @@ share an id and never land on both sides of a split.
 
 `load_feedback` reads everything from one `Store.snapshot()` and applies feedback.export's rules for
 rows that cannot make a sound example (`pair_problem`, `thumb_problem`, superseded corrections), counted
-in `skipped` under `<table>.<reason>`. It records a `Snapshot` (the newest row of each table) in the
-result; passing it back as `as_of` reads exactly the same rows again, whatever was written since.
+in `skipped` under `<table>.<reason>`. Access groups hold in training: a row whose answer's prompt held
+a passage restricted to groups never trains the model served to everyone (`shared`, counted as
+`<table>.restricted` and in the report's `restricted`). It records a `Snapshot` (the newest row of
+each table) in the result; passing it back as `as_of` reads exactly the same rows again, whatever was
+written since.
 Then the hygiene, each a pure function usable on its own: `dedupe`, `cap_per_user`,
 `balance_positions`; `split_by_prompt` is left to the caller. TRL JSONL files (ours from `kbloop
 export`, or anyone's) are read by `read_jsonl_preferences`, `read_jsonl_thumbs` and
-`read_jsonl_demonstrations`; a malformed line is a DataError naming the file and line.
+`read_jsonl_demonstrations`; a malformed line is a DataError naming the file and line, and rows marked
+with `restricted_groups` are left out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 from collections import Counter, defaultdict
@@ -41,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from feedback.connection import rows
-from feedback.export import filters, pair_problem, pair_prompt, thumb_problem
+from feedback.export import filters, pair_problem, pair_prompt, restricted_groups, thumb_problem
 from feedback.filters import time_window, where
 from feedback.timestamps import normalize_timestamp, utc_now
 from service.prompting import INSTRUCTION, QUESTION_FORMAT
@@ -52,6 +57,7 @@ if TYPE_CHECKING:
 
     from feedback.store import Store
 
+log = logging.getLogger(__name__)
 Message = dict[str, str]
 Position = Literal["left", "right"]
 DEFAULT_PER_USER_CAP = 1000
@@ -320,7 +326,14 @@ def _load(
         "both_bad_thumbs": len(bad),
         "demonstrations": len(demonstrations),
     }
-    report: dict[str, Any] = {"read": read, "per_user_cap": per_user_cap, "seed": seed, "dedupe": {}}
+    report: dict[str, Any] = {
+        "read": read,
+        # examples whose prompt held a passage restricted to access groups: kept out of training
+        "restricted": {t: skipped[f"{t}.restricted"] for t in ("comparison", "vote", "correction")},
+        "per_user_cap": per_user_cap,
+        "seed": seed,
+        "dedupe": {},
+    }
     kinds: dict[str, list[Any]] = {
         "pairs": pairs,
         "ties": ties,
@@ -370,6 +383,18 @@ def _check_contains(marks: dict[str, TableMark], as_of: Snapshot, store: Store) 
 Window = tuple[str | None, str | None, str | None]  # since, until, model_version
 
 
+def shared(row: Any, columns: Sequence[str], table: str, skipped: Counter[str]) -> bool:
+    """Whether a row may train the model served to everyone: none of its answers' prompts held a passage
+    restricted to access groups (`columns` name their `passage_groups`). A restricted row is left out
+    and counted under `<table>.restricted`. Every reader of the store that makes training examples or
+    prompts calls this (`load_feedback`'s readers, trainer.prompts.logged_prompts): the one place where
+    access groups hold in training."""
+    if restricted_groups(*(row[c] for c in columns)):
+        skipped[f"{table}.restricted"] += 1
+        return False
+    return True
+
+
 def _comparisons(
     conn: sqlite3.Connection, bound: TableMark, window: Window, skipped: Counter[str]
 ) -> tuple[list[PreferencePair], list[Tie], list[ThumbExample]]:
@@ -377,7 +402,8 @@ def _comparisons(
     sql = (
         "SELECT c.comparison_id, c.user_id, c.choice, c.left_answer_id, c.right_answer_id, "
         "l.prompt AS left_prompt, l.answer AS left_answer, r.prompt AS right_prompt, "
-        "r.answer AS right_answer FROM comparisons c JOIN answers l ON l.answer_id = c.left_answer_id "
+        "r.answer AS right_answer, l.passage_groups AS left_groups, r.passage_groups AS right_groups "
+        "FROM comparisons c JOIN answers l ON l.answer_id = c.left_answer_id "
         "JOIN answers r ON r.answer_id = c.right_answer_id"
         f"{where(['c.choice IS NOT NULL', 'c.rowid <= ?', 'c.chosen_at <= ?', *clauses])} "
         "ORDER BY c.chosen_at, c.rowid"
@@ -386,6 +412,8 @@ def _comparisons(
     ties: list[Tie] = []
     bad: list[ThumbExample] = []
     for row in rows(conn, sql, [bound.max_rowid, bound.max_time or "", *params]):
+        if not shared(row, ("left_groups", "right_groups"), "comparison", skipped):
+            continue
         left, right, choice = row["left_answer"], row["right_answer"], row["choice"]
         problem = pair_problem(row["left_prompt"], row["right_prompt"], left, right)
         if problem is None and choice in ("A", "B") and left == right:
@@ -413,13 +441,16 @@ def _votes(
     """Each vote's value as of vote event `bound` (its latest event then), oldest first."""
     clauses, params = filters("e.created_at", ("a.model_version",), *window)
     sql = (
-        "SELECT e.answer_id, e.user_id, e.value, e.reasons, a.prompt, a.answer FROM vote_events e "
+        "SELECT e.answer_id, e.user_id, e.value, e.reasons, a.prompt, a.answer, a.passage_groups "
+        "FROM vote_events e "
         "JOIN answers a USING (answer_id) WHERE e.event_id = (SELECT max(n.event_id) FROM vote_events n "
         "WHERE n.answer_id = e.answer_id AND n.user_id = e.user_id AND n.event_id <= ?)"
         f"{''.join(f' AND {c}' for c in clauses)} ORDER BY e.created_at, e.event_id"
     )
     thumbs = []
     for row in rows(conn, sql, [bound.max_rowid, *params]):
+        if not shared(row, ("passage_groups",), "vote", skipped):
+            continue
         problem = thumb_problem(row["value"], row["prompt"], row["answer"])
         if problem is not None:
             skipped[f"vote.{problem}"] += 1
@@ -441,7 +472,8 @@ def _corrections(
     clauses, params = filters("k.created_at", ("a.model_version",), *window)
     newer, newer_params = time_window("n.created_at", window[0], window[1])
     sql = (
-        "SELECT k.answer_id, k.user_id, k.text, a.prompt, EXISTS (SELECT 1 FROM corrections n "
+        "SELECT k.answer_id, k.user_id, k.text, a.prompt, a.passage_groups, "
+        "EXISTS (SELECT 1 FROM corrections n "
         "WHERE n.answer_id = k.answer_id AND n.user_id = k.user_id AND n.rowid <= ? AND "
         "(n.created_at > k.created_at OR (n.created_at = k.created_at AND n.rowid > k.rowid))"
         f"{''.join(f' AND {c}' for c in newer)}) AS superseded FROM corrections k JOIN answers a "
@@ -449,6 +481,8 @@ def _corrections(
     )
     demonstrations = []
     for row in rows(conn, sql, [bound.max_rowid, *newer_params, bound.max_rowid, *params]):
+        if not shared(row, ("passage_groups",), "correction", skipped):
+            continue
         if row["superseded"] or not row["prompt"]:
             skipped["correction.superseded" if row["superseded"] else "correction.no_prompt"] += 1
             continue
@@ -612,6 +646,17 @@ def jsonl_rows(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]
     return found
 
 
+def shared_jsonl_rows(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]:
+    """`jsonl_rows` without the rows `kbloop export` marked with non-empty `restricted_groups` (their
+    prompt held passages restricted to access groups: they never train the shared model); how many
+    were left out is logged."""
+    found = jsonl_rows(path)
+    kept = [(at, row) for at, row in found if not row.get("restricted_groups")]
+    if len(kept) < len(found):
+        log.warning("%s: %d restricted rows left out of training", path, len(found) - len(kept))
+    return kept
+
+
 def detect_jsonl_kind(path: str | os.PathLike[str]) -> JsonlKind:
     """What a TRL JSONL file holds, from its first example's keys."""
     at, row = jsonl_rows(path)[0]
@@ -667,7 +712,7 @@ def read_jsonl_preferences(path: str | os.PathLike[str]) -> list[PreferencePair]
     """`{"prompt", "chosen", "rejected"}` rows, standard (strings) or conversational (message lists:
     the answers are the final assistant turns; without a prompt, the turns chosen and rejected share)."""
     pairs = []
-    for at, row in jsonl_rows(path):
+    for at, row in shared_jsonl_rows(path):
         for key in ("chosen", "rejected"):
             if key not in row:
                 raise DataError(f"{at}: missing {key!r}; a preference needs prompt, chosen and rejected")
@@ -697,7 +742,7 @@ def read_jsonl_preferences(path: str | os.PathLike[str]) -> list[PreferencePair]
 def read_jsonl_thumbs(path: str | os.PathLike[str]) -> list[ThumbExample]:
     """`{"prompt", "completion", "label"}` rows (TRL's unpaired preference format), label true or false."""
     thumbs = []
-    for at, row in jsonl_rows(path):
+    for at, row in shared_jsonl_rows(path):
         prompt, turns, pid = _prompt(at, row)
         if not isinstance(row.get("label"), bool):
             raise DataError(f"{at}: 'label' must be true or false, got {row.get('label')!r}")
@@ -712,7 +757,7 @@ def read_jsonl_demonstrations(path: str | os.PathLike[str]) -> list[Demonstratio
     """`{"messages": [...]}` rows ending with the assistant's answer, or `{"prompt", "completion"}` rows
     (strings; message lists are joined into one conversation)."""
     demonstrations = []
-    for at, row in jsonl_rows(path):
+    for at, row in shared_jsonl_rows(path):
         if "messages" in row or isinstance(row.get("prompt"), list):
             if "messages" in row:
                 turns = _messages(at, "messages", row["messages"])

@@ -1,14 +1,16 @@
 """Prompts for the trainer, rendered exactly as the service renders them: golden questions, and the
 prompts the service logged.
 
-- `load_golden`: the golden set (JSONL: id, question, the ideal human answer, its sources, whether the
-  handbook answers it, a category) as `GoldenItem`s.
+- `load_golden`: a golden set (feedback.golden owns the file: id, question, the ideal human answer,
+  its sources, whether the knowledge base answers it, a category) as `GoldenItem`s, errors as
+  DataError; `deployment_golden`: the deployment's own set (settings `golden_path`), maybe empty.
 - `PromptRenderer`: a question → the prompt the service would feed the policy, through the service's
   own steps (service.answering `retrieve` with the service's settings, `render_prompt`: the passages,
   `build_messages`, the tokenizer's chat template with the generation prompt), and whether the service
   would refuse instead. `golden_demonstrations` makes golden answers SFT examples; `golden_prompts`
   makes golden questions PPO / evaluation prompts.
-- `logged_prompts`: the rendered prompts of real answers, with the passages they retrieved.
+- `logged_prompts`: the rendered prompts of real answers (PPO rollouts), those that held restricted
+  passages left out.
 
 Retrieval runs as an employee in `groups` (default: none, i.e. public documents only): a prompt
 trained on teaches the model its passages, and the model answers everyone.
@@ -29,10 +31,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+__all__ = [
+    "GoldenItem",
+    "GoldenPrompt",
+    "LoggedPrompt",
+    "PromptRenderer",
+    "RenderedPrompt",
+    "deployment_golden",
+    "golden_demonstrations",
+    "golden_prompts",
+    "load_golden",
+    "logged_prompts",
+]
+
 from feedback.connection import rows
 from feedback.filters import time_window, where
+from feedback.golden import GoldenItem
 from service.prompting import Passage
-from trainer.data import Demonstration, Message, jsonl_rows, prompt_id
+from trainer.data import Demonstration, Message, prompt_id, shared
 from trainer.errors import DataError
 
 if TYPE_CHECKING:
@@ -42,38 +58,30 @@ if TYPE_CHECKING:
 
 
 # -- the golden set ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GoldenItem:
-    id: str
-    question: str
-    answer: str  # the ideal human answer (for an unanswerable question: the refusal it should get)
-    sources: tuple[str, ...]  # the documents that answer it (source paths as the index names them)
-    answerable: bool  # False: the handbook does not cover it, the service should refuse
-    category: str = ""
+# feedback.golden owns the golden set's file; these names stay here for the trainer's callers.
 
 
 def load_golden(path: str | os.PathLike[str]) -> list[GoldenItem]:
-    """The golden set, in file order; DataError naming the line of a malformed or duplicate item."""
-    items: list[GoldenItem] = []
-    seen: set[str] = set()
-    for at, row in jsonl_rows(path):
-        for key, kind in (("id", str), ("question", str), ("answer", str), ("answerable", bool)):
-            if not isinstance(row.get(key), kind) or (kind is str and not row[key].strip()):
-                raise DataError(f"{at}: {key!r} must be a non-empty {kind.__name__}, got {row.get(key)!r}")
-        sources = row.get("sources", [])
-        if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
-            raise DataError(f"{at}: 'sources' must be a list of document paths, got {sources!r}")
-        if row["id"] in seen:
-            raise DataError(f"{at}: the id {row['id']!r} is used twice; give each item its own id")
-        seen.add(row["id"])
-        category = row.get("category", "")
-        items.append(
-            GoldenItem(row["id"], row["question"], row["answer"], tuple(sources), row["answerable"],
-                       category if isinstance(category, str) else str(category))
-        )  # fmt: skip
-    return items
+    """The golden set in `path`, in file order (feedback.golden.load_golden); DataError naming the line
+    of a malformed or duplicate item, as the trainer's other readers do."""
+    from feedback.errors import InvalidGolden
+    from feedback.golden import load_golden as read
+
+    try:
+        return read(path)
+    except InvalidGolden as exc:
+        raise DataError(exc.message) from None
+
+
+def deployment_golden(settings: Settings) -> list[GoldenItem]:
+    """The deployment's golden set (settings `golden_path`): [] when it has none yet."""
+    from feedback.errors import InvalidGolden
+    from feedback.golden import golden_set
+
+    try:
+        return golden_set(settings.golden_path)
+    except InvalidGolden as exc:
+        raise DataError(exc.message) from None
 
 
 # -- rendering as the service does ------------------------------------------------------------------
@@ -256,16 +264,20 @@ def logged_prompts(
     until: str | None = None,
     limit: int | None = None,
     seed: int | None = 0,
+    restricted: Counter[str] | None = None,
 ) -> list[LoggedPrompt]:
     """Distinct prompts the policy was fed (refusals have none) by answers created in [since, until),
     newest first: all of them, or `limit` of them: a sample drawn with `seed`, or with `seed=None` the
-    newest. Streams from one snapshot; a sample keeps only `limit` prompts in memory."""
+    newest. Streams from one snapshot; a sample keeps only `limit` prompts in memory. Prompts that held a
+    passage restricted to access groups are left out (trainer.data.shared), counted in `restricted`
+    under `answer.restricted` when a counter is given."""
+    restricted = Counter() if restricted is None else restricted
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     clauses, params = time_window("created_at", since, until)
     clauses = ["refused = 0", "prompt <> ''", *clauses]
     sql = (
-        f"SELECT prompt, answer_id, model_version FROM answers{where(clauses)} "
+        f"SELECT prompt, answer_id, model_version, passage_groups FROM answers{where(clauses)} "
         "ORDER BY created_at DESC, rowid DESC"
     )
     rng = random.Random(seed) if seed is not None else None
@@ -273,6 +285,8 @@ def logged_prompts(
     picked: list[tuple[int, LoggedPrompt]] = []  # (position newest first, prompt)
     with store.snapshot() as conn:
         for row in rows(conn, sql, params):
+            if not shared(row, ("passage_groups",), "answer", restricted):
+                continue
             digest = hashlib.sha256(row["prompt"].encode("utf-8")).digest()
             if digest in seen:
                 continue

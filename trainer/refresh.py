@@ -316,21 +316,21 @@ def _evaluate(
     embedder: Any,
     heldout_prompts: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Candidate and champion on the same golden prompts, side by side; and the reward model's verdict
-    between their answers to held-out logged prompts (prompts no training example of this run used),
-    pooled with the golden prompts when there are fewer than `min_logged_prompts` of them."""
+    """Candidate and champion on the same golden prompts (the deployment's golden set, settings
+    `golden_path`), side by side; and the reward model's verdict between their answers to held-out
+    logged prompts (prompts no training example of this run used), pooled with the golden prompts when
+    there are fewer than `min_logged_prompts` of them. Without a golden set the report says
+    `"golden_set": "missing"` and holds the logged verdict and length drift only (registry.gate)."""
     from registry.gate import pooled_reward_win_rate, reward_win_rate
     from trainer.evaluation import answer_prompts, compare_reports, evaluate_policy
     from trainer.ppo import reward_model_scorer
-    from trainer.prompts import PromptRenderer, golden_prompts, load_golden
+    from trainer.prompts import PromptRenderer, deployment_golden, golden_prompts
 
-    golden_path = Path(__file__).resolve().parent.parent / "examples" / "acme-handbook" / "golden.jsonl"
-    items = load_golden(golden_path)
+    items = deployment_golden(settings)  # the deployment's own golden set; none: the gate says so
     if configs.eval_limit:
         items = items[: configs.eval_limit]
     renderer = PromptRenderer.from_settings(settings, model=champion.base, embedder=embedder)
     prompts = golden_prompts(renderer, items, include_refused=True)
-    embed = renderer.retriever.embedder.encode
     scorer = reward_model_scorer(reward_folder, configs.ppo.device, configs.reward.max_length).score
 
     def run(adapter: Path | None) -> Any:
@@ -338,19 +338,26 @@ def _evaluate(
             champion.base,
             adapter,
             prompts,
-            embed,
+            renderer.retriever.embedder.encode,
             reward=scorer,
             max_new_tokens=configs.eval_max_new_tokens,
             device=configs.ppo.device,
         )
 
-    champion_report = run(champion.adapter_path(settings.models_dir))
-    candidate_report = run(candidate_adapter)
-    comparison = compare_reports(candidate_report, champion_report)
-    comparison["answers"] = [
-        {"id": c.id, "question": c.question, "champion": h.answer, "candidate": c.answer}
-        for c, h in zip(candidate_report.questions, champion_report.questions, strict=True)
-    ]
+    golden: tuple[list[float | None], list[float | None]] = ([], [])
+    comparison: dict[str, Any] = {"golden_set": "missing", "golden_path": str(settings.golden_path)}
+    if prompts:
+        champion_report = run(champion.adapter_path(settings.models_dir))
+        candidate_report = run(candidate_adapter)
+        comparison = compare_reports(candidate_report, champion_report)
+        comparison["answers"] = [
+            {"id": c.id, "question": c.question, "champion": h.answer, "candidate": c.answer}
+            for c, h in zip(candidate_report.questions, champion_report.questions, strict=True)
+        ]
+        golden = (
+            [r.reward for r in candidate_report.questions],
+            [r.reward for r in champion_report.questions],
+        )
     logged: tuple[list[float | None], list[float | None]] = ([], [])
     if heldout_prompts:
 
@@ -369,9 +376,14 @@ def _evaluate(
             [float(x) for x in scorer(heldout_prompts, new)],
             [float(x) for x in scorer(heldout_prompts, old)],
         )
-    golden = ([r.reward for r in candidate_report.questions], [r.reward for r in champion_report.questions])
+        if not prompts:  # no golden answers to measure the length on: the logged ones, in words
+            from trainer.metrics import length_drift
+
+            words = ([len(a.split()) for a in new], [len(a.split()) for a in old])
+            comparison["length_drift"] = length_drift(*words)
     rate, basis = pooled_reward_win_rate(golden, logged, configs.refresh.min_logged_prompts)
-    comparison["reward_win_rate_golden"] = comparison["reward_win_rate"]
+    basis = basis if prompts else "logged"
+    comparison["reward_win_rate_golden"] = comparison.get("reward_win_rate")
     comparison["reward_win_rate_logged"] = reward_win_rate(*logged)
     comparison["reward_win_rate"] = rate  # the gate's figure
     comparison["reward_win_rate_basis"] = basis

@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
-GOLDEN = Path(__file__).resolve().parent.parent / "examples" / "acme-handbook" / "golden.jsonl"
 TARGET_WIN_RATE = 0.65
 _POINTS = {"win": 1.0, "loss": 0.0}  # a tie or both-bad is half a win
 ACTOR = "simulate"
@@ -404,9 +403,14 @@ class Loop:
             "checks": gate.to_json()["checks"],
         }
         r = out["refresh"]
+        sim = r["similarity"]
+        similarity = (
+            f"similarity {sim['champion']:.3f} → {sim['candidate']:.3f}"
+            if sim["champion"] is not None and sim["candidate"] is not None
+            else "no golden set"
+        )
         self.say(
-            f"round {round_no}: {candidate} in {timings['refresh']:.0f} s; similarity "
-            f"{r['similarity']['champion']:.3f} → {r['similarity']['candidate']:.3f}, KL {r['kl']:.2f}, "
+            f"round {round_no}: {candidate} in {timings['refresh']:.0f} s; {similarity}, KL {r['kl']:.2f}, "
             f"gate {'passed' if gate.passed else 'FAILED ' + ', '.join(out['gate']['failed'])}"
         )
 
@@ -777,7 +781,10 @@ PreferenceOption = Annotated[
 ]
 NoiseOption = Annotated[float, typer.Option(min=0, help="Employees' judgement noise (score units).")]
 ConcurrencyOption = Annotated[int, typer.Option(min=1, help="Requests in flight.")]
-GoldenOption = Annotated[Path, typer.Option(help="Question bank: a golden-set JSONL.")]
+GoldenOption = Annotated[
+    Path | None,
+    typer.Option(help="Question bank: a golden-set JSONL (default: the deployment's, KBLOOP_GOLDEN)."),
+]
 
 
 def simulate_command(
@@ -826,7 +833,7 @@ def simulate_command(
     data_dir: Annotated[
         Path | None, typer.Option(help="Data dir (default KBLOOP_DATA_DIR); ingested.")
     ] = None,
-    golden: GoldenOption = GOLDEN,
+    golden: GoldenOption = None,
     out: Annotated[Path, typer.Option(help="Results JSON (the plot goes beside it, .png).")] = Path(
         "bench/results/simulate.json"
     ),
@@ -839,6 +846,8 @@ def simulate_command(
     if algo not in ("ppo", "dpo"):
         raise typer.BadParameter("--algo must be ppo or dpo")
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    if golden is not None:  # the gate evaluates on the same golden set the questions come from
+        settings = settings.model_copy(update={"golden": golden})
     cfg = SimulationConfig(
         rounds=rounds,
         preference=preference,
@@ -870,7 +879,7 @@ def simulate_command(
         configs.reward, learning_rate=reward_learning_rate, max_steps=reward_max_steps
     )
     try:
-        bank = QuestionBank.split(load_golden(golden), questions, heldout, seed)
+        bank = QuestionBank.split(load_golden(golden or settings.golden_path), questions, heldout, seed)
         result = simulate(
             settings,
             cfg,
@@ -890,7 +899,7 @@ def simulate_command(
 def judge_command(
     challenger: Annotated[str, typer.Argument(help="The version to judge, e.g. v0002.")],
     champion: Annotated[str, typer.Argument(help="The version it is judged against, e.g. v0001.")],
-    golden: GoldenOption = GOLDEN,
+    golden: GoldenOption = None,
     samples: Annotated[
         int, typer.Option(min=0, help="Sampled answer pairs judged per question (beside greedy).")
     ] = SimulationConfig.heldout_samples,
@@ -923,7 +932,12 @@ def judge_command(
     )
     try:
         result = judge(
-            settings, cfg, challenger, champion, load_golden(golden), say=lambda m: typer.echo(m, err=True)
+            settings,
+            cfg,
+            challenger,
+            champion,
+            load_golden(golden or settings.golden_path),
+            say=lambda m: typer.echo(m, err=True),
         )
     except TrainerError as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")

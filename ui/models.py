@@ -102,8 +102,10 @@ def details(row: dict[str, Any]) -> str:
     gate = row.get("gate")
     if gate:
         lines.append(f"\n**Gate {'passed' if gate['passed'] else 'failed'}**")
+        if gate.get("note"):
+            lines.append(markdown_text(gate["note"]))
         for check in gate["checks"]:
-            mark = "✔" if check["passed"] else "✘"
+            mark = "–" if not check.get("ran", True) else "✔" if check["passed"] else "✘"
             lines.append(
                 f"- {mark} {markdown_text(check['name'])}: {_num(check['value'])} "
                 f"(limit {_num(check['limit'])}) — {markdown_text(check['detail'])}"

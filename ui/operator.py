@@ -2,7 +2,9 @@
 
 Thumbs-up rates per model version (overall and per day), side-by-side win rates and position bias,
 thumbs-down reasons, and the recent thumbs-down answers: each one next to the passages retrieval
-gave it, with a guess whether retrieval or generation failed (ui.diagnosis). Operators only.
+gave it, with a guess whether retrieval or generation failed (ui.diagnosis), and a button that makes
+the inspected answer and its correction a golden item of the deployment (feedback.golden). Operators
+only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from feedback.errors import AnswerNotFound
+from feedback.golden import add_item, item_from_answer
 from feedback.votes import Reason, VoteValue
 from ui import access
 from ui.diagnosis import diagnose
@@ -202,6 +205,24 @@ def inspect(app: AppState, token: str | None, answer_id: str | None) -> tuple[st
     return "\n\n".join(answer_lines), passages, hint
 
 
+def add_golden(app: AppState, token: str | None, answer_id: str | None, text: str | None) -> str:
+    """The inspected answer as a golden item: its question, `text` or else its newest correction, the
+    sources it cited (feedback.golden.item_from_answer). Markdown saying what happened."""
+    who = access.operator(app, token)
+    if not answer_id:
+        return "Pick an answer to inspect first."
+    item = item_from_answer(
+        access.store(app), answer_id, answer=(text or "").strip() or None, added_by=who.user
+    )
+    stored, created = add_item(app.settings.golden_path, item)
+    if not created:
+        return f"Already in the golden set as {code(stored.id)}."
+    return (
+        f"Added {code(stored.id)} to the golden set ({markdown_text(stored.split or 'no')} side of the "
+        f"split): {markdown_text(preview(stored.question, 90))}"
+    )
+
+
 def build(app: AppState, token: gr.Textbox) -> gr.Button:
     """The Operator tab's components and events (inside a `gr.Tab`); returns its refresh button."""
     gr.Markdown("Operators only: enter an operator's access token at the top, then refresh.")
@@ -229,6 +250,14 @@ def build(app: AppState, token: gr.Textbox) -> gr.Button:
         with gr.Column():
             passages = gr.Markdown(elem_id="kb-inspect-passages", latex_delimiters=[])
     hint = gr.Markdown(elem_id="kb-inspect-hint")
+    with gr.Row(equal_height=False):
+        golden_text = gr.Textbox(
+            label="Golden answer (empty: the newest suggested answer above)",
+            lines=2,
+            elem_id="kb-golden-answer",
+        )
+        golden_add = gr.Button("Add to the golden set", elem_id="kb-golden-add")
+    golden_note = gr.Markdown(elem_id="kb-golden-note")
 
     def on_refresh(token_value: str) -> tuple[Any, ...]:
         with shown_to_user():
@@ -243,6 +272,11 @@ def build(app: AppState, token: gr.Textbox) -> gr.Button:
         with shown_to_user():
             return inspect(app, token_value, answer_id)
 
+    def on_golden(token_value: str, answer_id: str | None, text: str) -> str:
+        with shown_to_user():
+            return add_golden(app, token_value, answer_id, text)
+
     refresh.click(on_refresh, [token], [thumbs, by_day, wins, bias, reasons, down, pick])
     pick.change(on_pick, [token, pick], [answer, passages, hint])
+    golden_add.click(on_golden, [token, pick, golden_text], [golden_note])
     return refresh

@@ -66,13 +66,15 @@ def test_preference_pairs(seeded: Store, clock: FakeClock) -> None:
     out = io.StringIO()
     summary = export_preferences(seeded, out)
     prompt = "<|user|>[1] 25 days...\nQuestion: vacation?<|assistant|>"
+    public: dict[str, Any] = {"restricted_groups": []}
     assert _lines(out) == [
-        {"prompt": prompt, "chosen": "25 days [1].", "rejected": "You get 25 days."},
-        {"prompt": prompt, "chosen": "You get 25 days.", "rejected": "25 days [1]."},
-        {"prompt": prompt, "chosen": "You get 25 days.", "rejected": "25 days [1]."},
-        {"prompt": prompt, "chosen": REFUSAL, "rejected": "25 days [1]."},
+        {"prompt": prompt, "chosen": "25 days [1].", "rejected": "You get 25 days.", **public},
+        {"prompt": prompt, "chosen": "You get 25 days.", "rejected": "25 days [1].", **public},
+        {"prompt": prompt, "chosen": "You get 25 days.", "rejected": "25 days [1].", **public},
+        {"prompt": prompt, "chosen": REFUSAL, "rejected": "25 days [1].", **public},
     ]
-    assert all(list(example) == ["prompt", "chosen", "rejected"] for example in _lines(out))
+    keys = ["prompt", "chosen", "rejected", "restricted_groups"]
+    assert all(list(example) == keys for example in _lines(out))
     assert summary.kind == "preferences" and summary.written == 4 and summary.path is None
     assert summary.skipped == {
         "tie": 1,
@@ -104,10 +106,11 @@ def test_unpaired_thumbs(seeded: Store, clock: FakeClock) -> None:
     out = io.StringIO()
     summary = export_thumbs(seeded, out)
     prompt = "<|user|>[1] 25 days...\nQuestion: vacation?<|assistant|>"
+    public: dict[str, Any] = {"restricted_groups": []}
     assert _lines(out) == [
-        {"prompt": prompt, "completion": "25 days [1].", "label": True},
-        {"prompt": prompt, "completion": "You get 25 days.", "label": False},
-        {"prompt": prompt, "completion": "25 days [1].", "label": False},
+        {"prompt": prompt, "completion": "25 days [1].", "label": True, **public},
+        {"prompt": prompt, "completion": "You get 25 days.", "label": False, **public},
+        {"prompt": prompt, "completion": "25 days [1].", "label": False, **public},
     ]
     assert summary.skipped == {"withdrawn": 1, "no_prompt": 1, "empty_answer": 1}
     assert export_thumbs(seeded, io.StringIO(), model_version="m2").written == 1
@@ -129,25 +132,31 @@ def test_demonstrations(seeded: Store, clock: FakeClock) -> None:
     out = io.StringIO()
     summary = export_demonstrations(seeded, out)
     conversation = make_record().messages
+    public: dict[str, Any] = {"restricted_groups": []}
     assert _lines(out) == [
         {
             "messages": [
                 *conversation,
                 {"role": "assistant", "content": "Employees get 25 paid vacation days a year [1]."},
-            ]
+            ],
+            **public,
         },
-        {"messages": [*conversation, {"role": "assistant", "content": "25 days."}]},
-        {"messages": [*conversation, {"role": "assistant", "content": "The handbook says 25 days."}]},
+        {"messages": [*conversation, {"role": "assistant", "content": "25 days."}], **public},
+        {
+            "messages": [*conversation, {"role": "assistant", "content": "The handbook says 25 days."}],
+            **public,
+        },
     ]
     assert summary.kind == "demonstrations-messages"
     assert summary.skipped == {"superseded": 1, "no_prompt": 0, "no_question": 1}
 
     prompts = io.StringIO()
     summary = export_demonstrations(seeded, prompts, style="prompt")
-    assert [list(e) for e in _lines(prompts)] == [["prompt", "completion"]] * 3
+    assert [list(e) for e in _lines(prompts)] == [["prompt", "completion", "restricted_groups"]] * 3
     assert _lines(prompts)[0] == {
         "prompt": "<|user|>[1] 25 days...\nQuestion: vacation?<|assistant|>",
         "completion": "Employees get 25 paid vacation days a year [1].",
+        "restricted_groups": [],
     }
     assert summary.skipped["no_prompt"] == 1  # the refusal has no rendered prompt
 

@@ -35,6 +35,7 @@ def test_votes_csv(answered: Store, clock: FakeClock) -> None:
         "comment",
         "created_at",
         "updated_at",
+        "restricted_groups",
     ]
     assert rows[0] == {
         "answer_id": "a-1",
@@ -45,6 +46,7 @@ def test_votes_csv(answered: Store, clock: FakeClock) -> None:
         "comment": tricky,  # commas, quotes and newlines survive the round trip
         "created_at": "2026-11-23T10:00:00.000Z",
         "updated_at": "2026-11-23T10:00:00.000Z",
+        "restricted_groups": "",
     }
     assert (rows[1]["answer_id"], rows[1]["reasons"], rows[1]["comment"]) == ("a-2", "", "")
     assert [r["answer_id"] for r in _read(_csv(answered, "votes", since="2026-11-24"))] == ["a-2"]
@@ -89,7 +91,7 @@ def test_corrections_csv_to_a_file(answered: Store, tmp_path: Path) -> None:
 
 def test_an_empty_table_still_has_its_header(store: Store) -> None:
     assert _csv(store, "corrections").splitlines() == [
-        "correction_id,answer_id,user_id,model_version,created_at,text"
+        "correction_id,answer_id,user_id,model_version,created_at,text,restricted_groups"
     ]
     with pytest.raises(ValueError, match="table"):
         export_csv(store, io.StringIO(), "answers")  # type: ignore[arg-type]

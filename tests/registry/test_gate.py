@@ -79,3 +79,41 @@ def test_gate_names_what_the_reward_win_rate_was_measured_on() -> None:
     }
     check = {c.name: c for c in evaluate_gate(report, GateThresholds()).checks}["reward_win_rate"]
     assert check.passed and "golden+logged prompts, 2 logged" in check.detail
+
+
+def no_golden(**evaluation: object) -> dict:
+    """A refresh report of a deployment without a golden set (trainer.refresh._evaluate)."""
+    return {
+        "evaluation": {"golden_set": "missing", "golden_path": "var/golden.jsonl", **evaluation},
+        "policy": {"kl_to_champion": 3.0},
+    }
+
+
+def test_without_a_golden_set_the_gate_names_the_checks_it_could_not_run() -> None:
+    result = evaluate_gate(
+        no_golden(reward_win_rate=0.7, reward_win_rate_basis="logged", length_drift=0.1), GateThresholds()
+    )
+    assert result.passed  # what could be measured passed; promotion then rests on live comparisons
+    assert result.not_run == ("similarity", "citations", "refusals")
+    checks = {c.name: c for c in result.checks}
+    assert all(
+        checks[n].detail == "not run: no golden set" and checks[n].value is None for n in result.not_run
+    )
+    assert [c.name for c in result.checks if c.ran] == ["reward_win_rate", "kl", "length_drift"]
+    shown = result.to_json()
+    assert shown["not_run"] == ["similarity", "citations", "refusals"]
+    assert "human win rate" in shown["note"] and "no golden set" in shown["note"]
+    assert "not_run" not in evaluate_gate(report(), GateThresholds()).to_json()  # a golden set: all ran
+
+    # the checks that run still decide
+    assert not evaluate_gate(no_golden(reward_win_rate=0.3), GateThresholds()).passed
+    kl = evaluate_gate(
+        {**no_golden(reward_win_rate=0.7), "policy": {"kl_to_champion": 20.0}}, GateThresholds()
+    )
+    assert [c.name for c in kl.checks if not c.passed] == ["kl"]
+    # and with nothing offline to judge the answers (no golden set, no held-out logged prompts) it fails
+    blind = evaluate_gate(no_golden(), GateThresholds())
+    assert not blind.passed
+    assert [(c.name, c.detail) for c in blind.checks if not c.passed] == [
+        ("reward_win_rate", "not measured: no golden set and no held-out logged prompts")
+    ]

@@ -155,13 +155,16 @@ def test_compare_choose_reveal_and_export(make_client: Any, tokens_file: Path, t
     exported = client.get("/api/export?kind=preferences", headers=OPS)
     assert exported.status_code == 200 and exported.headers["X-Kbloop-Written"] == "1"
     rows = [json.loads(line) for line in exported.text.splitlines()]
-    assert set(rows[0]) == {"prompt", "chosen", "rejected"} and PARKING in rows[0]["prompt"]
+    assert (
+        set(rows[0]) == {"prompt", "chosen", "rejected", "restricted_groups"} and PARKING in rows[0]["prompt"]
+    )
+    assert rows[0]["restricted_groups"] == []  # the parking policy is public
     path = tmp_path / "prefs.jsonl"
     path.write_text(exported.text)
     from datasets import load_dataset
 
     dataset = load_dataset("json", data_files=str(path), split="train")
-    assert dataset.column_names == ["prompt", "chosen", "rejected"] and len(dataset) == 1
+    assert dataset.column_names == ["prompt", "chosen", "rejected", "restricted_groups"] and len(dataset) == 1
     csv = client.get("/api/export?kind=comparisons.csv", headers=OPS)
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     assert client.get("/api/export?kind=nonsense", headers=OPS).status_code == 422
@@ -197,7 +200,11 @@ def test_kbloop_export_cli(client: TestClient, tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", "thumbs", "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 1 and rows[0]["label"] is False and set(rows[0]) == {"prompt", "completion", "label"}
+    assert (
+        len(rows) == 1
+        and rows[0]["label"] is False
+        and set(rows[0]) == {"prompt", "completion", "label", "restricted_groups"}
+    )
     sft = runner.invoke(app, ["export", "sft"])
     assert sft.exit_code == 0 and "45 dollars" in sft.stdout
     assert json.loads(sft.stdout.splitlines()[0])["messages"][-1]["role"] == "assistant"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from service.settings import Settings
 from service.versions import ModelDirectory
+from tests.conftest import REPO
 from trainer.config import DPOConfig, PPOConfig, RefreshConfig, RewardConfig
 from trainer.errors import TrainerError
 from trainer.refresh import RefreshConfigs, refresh
@@ -38,6 +39,7 @@ def settings(tmp_path: Path, fixture_index: Path, tiny_base: Path) -> Settings:
         device="cpu",
         max_tokens_default=12,
         refusal_threshold=0.0,
+        golden=REPO / "examples" / "acme-handbook" / "golden.jsonl",
     )
 
 
@@ -125,6 +127,29 @@ def test_a_refresh_from_api_feedback_registers_a_candidate(
     # the next refresh warm-starts the reward model from this one
     latest = json.loads((settings.data_dir / "reward" / "latest.json").read_text())
     assert Path(latest["folder"]).is_dir()
+
+
+def test_a_corpus_without_a_golden_set_gets_a_gate_report_naming_the_missing_checks(
+    client: TestClient, settings: Settings, embedder: Any, tmp_path: Path
+) -> None:
+    from registry.registry import Registry
+
+    collect_feedback(client, rounds=1)
+    bare = settings.model_copy(update={"golden": tmp_path / "no-golden-set" / "golden.jsonl"})
+    result = refresh(bare, small(), embedder=embedder)
+    assert result.status == "candidate"
+    evaluation, gate = result.report["evaluation"], result.report["gate"]
+    assert evaluation["golden_set"] == "missing" and "candidate" not in evaluation
+    assert gate["not_run"] == ["similarity", "citations", "refusals"]
+    details = {c["name"]: c["detail"] for c in gate["checks"]}
+    assert all(details[name] == "not run: no golden set" for name in gate["not_run"])
+    # the checks that could run did: the reward model on held-out logged prompts, the KL, the length
+    assert evaluation["reward_win_rate_basis"] == "logged" and evaluation["reward_win_rate_prompts"] > 0
+    assert {"reward_win_rate", "kl", "length_drift"} <= set(details)
+    assert "human win rate" in gate["note"]
+    # the registry shows the same report for the candidate
+    stored = Registry(bare.models_dir, bare.gate_thresholds()).gate(result.candidate or "")
+    assert stored.not_run == ("similarity", "citations", "refusals")
 
 
 def test_dpo_refresh_and_too_little_feedback(client: TestClient, settings: Settings, embedder: Any) -> None:

@@ -139,12 +139,15 @@ def tiny_configs() -> RefreshConfigs:
 def test_two_rounds_of_the_whole_loop_through_the_api(
     tmp_path: Path, fixture_index: Path, tiny_base: Path, embedder: Any
 ) -> None:
+    golden = tmp_path / "golden.jsonl"  # the deployment's golden set: the gate evaluates on it
+    golden.write_text("".join(json.dumps(item.to_json()) + "\n" for item in BANK), encoding="utf-8")
     settings = Settings(
         data_dir=tmp_path / "var",
         index_dir=fixture_index,
         model=str(tiny_base),
         device="cpu",
         refusal_threshold=0.0,
+        golden=golden,
     )
     cfg = SimulationConfig(
         rounds=2, users=3, asks=2, max_tokens=8, heldout_samples=1, override=True, concurrency=2

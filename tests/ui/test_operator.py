@@ -74,3 +74,34 @@ def test_thumbs_down_answers_with_passages_and_hint(
     assert "generation" in hint
     assert "retrieval" in inspect(state, OPERATOR, other.turns[1].answer_id)[2]
     assert inspect(state, OPERATOR, None) == ("", "", "")
+
+
+def test_an_inspected_answer_and_its_correction_become_a_golden_item(
+    make_client: Callable[..., TestClient], tokens_file: Path, tmp_path: Path
+) -> None:
+    from feedback.errors import DuplicateGolden, InvalidGolden
+    from feedback.golden import golden_set
+    from ui.operator import add_golden
+
+    state: AppState = make_client(tokens_file=tokens_file).app.state.kbloop  # type: ignore[attr-defined]
+    answered = ask(state, EMPLOYEE, PARKING)
+    rated = rate(state, EMPLOYEE, answered, 1, False)
+    answer_id = answered.turns[1].answer_id
+    with pytest.raises(Forbidden):
+        add_golden(state, EMPLOYEE, answer_id, "")
+    with pytest.raises(InvalidGolden, match="no correction yet"):
+        add_golden(state, OPERATOR, answer_id, "")
+    send_feedback(state, EMPLOYEE, rated, ["incorrect"], "", "Permits cost 45 dollars per month.")
+    assert add_golden(state, OPERATOR, None, "") == "Pick an answer to inspect first."
+
+    note = add_golden(state, OPERATOR, answer_id, "")
+    assert note.startswith("Added <code>answer") and answer_id in note and "to the golden set" in note
+    path = tmp_path / "var" / "golden.jsonl"
+    [item] = golden_set(path)
+    assert (item.question, item.answer) == (PARKING, "Permits cost 45 dollars per month.")
+    again = add_golden(state, OPERATOR, answer_id, "")
+    assert again.startswith("Already in the golden set as") and answer_id in again
+    other = ask(state, EMPLOYEE, PARKING)  # the same question again: not a second golden item
+    with pytest.raises(DuplicateGolden):
+        add_golden(state, OPERATOR, other.turns[1].answer_id, "Forty-five dollars.")
+    assert len(golden_set(path)) == 1
