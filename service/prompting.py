@@ -166,3 +166,29 @@ def refusal_answer(closest: Sequence[Passage]) -> str:
         return REFUSAL_TEXT
     lines = [f"- {p.title or p.source} — {p.section or '-'} ({p.source})" for p in closest]
     return REFUSAL_TEXT + " The closest documents are:\n" + "\n".join(lines)
+
+
+_PROMPT_PASSAGE = re.compile(r"(?:^|\n)\[(\d{1,2})\] ")
+
+
+def parse_prompt(prompt: str) -> tuple[list[str], str]:
+    """(passage texts [1] first, question) of a prompt `question_message` wrote, wherever it sits in the
+    rendered chat text: the inverse the trainer needs to check answers against a logged prompt's
+    passages. ([], "") for a prompt of another shape."""
+    start = prompt.rfind("Question: ")
+    if start < 0:
+        return [], ""
+    end = prompt.find("\n", start)
+    question = prompt[start + len("Question: ") : end if end >= 0 else None].strip()
+    body = prompt[:start].rstrip("\n")
+    matches = list(_PROMPT_PASSAGE.finditer(body))
+    # the first passage follows the chat template's turn header; keep only the numbered run 1, 2, 3...
+    first = next((i for i, m in enumerate(matches) if m.group(1) == "1"), None)
+    if first is None:
+        return [], question
+    run = matches[first:]
+    passages = []
+    for i, m in enumerate(run):
+        stop = run[i + 1].start() if i + 1 < len(run) else len(body)
+        passages.append(body[m.end() : stop].strip())
+    return passages, question

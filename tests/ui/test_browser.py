@@ -279,10 +279,6 @@ def test_a_history_entry_reopens_a_conversation_and_continues_it(
     assert store.count_conversations("local") == 2
 
 
-@pytest.mark.skip(
-    reason="needs issue 18 item 1's answer check with its extractive fallback in service/answering.py "
-    "(the lead's; main has only the `kind` field): unskip when it lands"
-)
 def test_an_extractive_fallback_renders_with_its_sources(
     live_server: Live, page: Any, tmp_path: Path
 ) -> None:
