@@ -40,7 +40,8 @@ def test_degenerate() -> None:
 
 def test_echoes() -> None:
     assert echoes("It is 0.7 mg/L.\nQuestion: what is the fluoride target?")
-    assert echoes("Answer briefly using the passages above and cite the passage number in brackets, like [1].")
+    instruction = "Answer briefly using the passages above and cite the passage number in brackets, like [1]."
+    assert echoes(f"It is 0.7 mg/L. {instruction}")
     assert not echoes("The fluoride target is 0.7 mg/L [1].")
 
 
@@ -60,11 +61,12 @@ def test_extractive_picks_the_sentences_sharing_most_question_words_in_order() -
         "The plant has eight filters. A filter is backwashed when head loss reaches 8 feet.",
         "Backwash water is recovered. Filters run to waste after a backwash.",
     ]
-    # question words: filter, backwashed, head, loss -> sentence 2 shares 4, sentence 4 shares 0
-    # ("filters"/"backwash" are other tokens), sentence 1 shares 0, sentence 3 shares 0
+    # question words: filter, backwashed, head, loss -> sentence 2 shares all 4; the others share none
+    # ("filters" and "backwash" are other tokens), so only one sentence qualifies
     assert extractive("when is a filter backwashed for head loss?", passages, 2) == (
         "A filter is backwashed when head loss reaches 8 feet."
     )
+    # many, filters, run, waste, backwash -> sentence 4 shares 4; sentences 1 and 3 tie at 1: the earlier wins
     two = extractive("how many filters run to waste after backwash", passages, 2)
     assert two == "The plant has eight filters. Filters run to waste after a backwash."
     assert extractive("unrelated words entirely", passages, 2) == ""

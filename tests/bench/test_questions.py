@@ -11,9 +11,11 @@ import pytest
 from rag.loaders import load_document
 
 REPO = Path(__file__).resolve().parents[2]
-FILES = {
-    "riverbend": (REPO / "examples" / "riverbend-water" / "golden.jsonl", REPO / "examples" / "riverbend-water"),
-    "extra-heldout": (REPO / "bench" / "questions" / "extra-heldout.jsonl", REPO / "examples" / "acme-handbook"),
+RIVERBEND = REPO / "examples" / "riverbend-water"
+ACME = REPO / "examples" / "acme-handbook"
+FILES = {  # name: (question file, the corpus its sources are relative to)
+    "riverbend": (RIVERBEND / "golden.jsonl", RIVERBEND),
+    "extra-heldout": (REPO / "bench" / "questions" / "extra-heldout.jsonl", ACME),
 }
 FIELDS = {"id", "question", "answer", "sources", "answerable", "category", "phrase"}
 
