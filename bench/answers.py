@@ -118,8 +118,14 @@ def invalid_citations(answer: str, shown: int) -> list[int]:
     return [n for n in (int(m) for m in _MARKER.findall(answer)) if n < 1 or n > shown]
 
 
-def says_refusal(answer: str) -> bool:
-    return bool(_REFUSAL.search(answer))
+def says_refusal(answer: str, instruction: str = INSTRUCTION) -> bool:
+    """The answer says the knowledge base (or the passages) does not cover the question. An echo of the
+    prompt is not a refusal: the text from "Question:" on and the instruction's sentences are ignored."""
+    own = re.split(r"question:", answer, maxsplit=1, flags=re.I)[0]
+    flat = " ".join(own.split())
+    for sentence in sentences(instruction):
+        flat = re.sub(re.escape(" ".join(sentence.split())), " ", flat, flags=re.I)
+    return bool(_REFUSAL.search(flat))
 
 
 def extractive(question: str, passages: list[str], n: int) -> str:

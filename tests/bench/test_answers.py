@@ -54,6 +54,11 @@ def test_says_refusal() -> None:
     assert says_refusal("The knowledge base does not cover this question.")
     assert says_refusal("The passages do not mention the deposit.")
     assert not says_refusal("The deposit is $150 [1].")
+    # an echo of the prompt's instruction is not the model refusing
+    echo = "1. [1] Class A. Question: how often? If the passages do not answer the question, say so."
+    assert not says_refusal(echo)
+    instruction = "If the passages do not answer the question, say that the knowledge base does not cover it."
+    assert not says_refusal(f"It runs three times a week [1]. {instruction}")
 
 
 def test_extractive_picks_the_sentences_sharing_most_question_words_in_order() -> None:
