@@ -134,3 +134,34 @@ def composite_scorer(
         return composite.combine(raw, checks)
 
     return score
+
+
+def fit_on_pairs(
+    learned: Callable[[Sequence[str], Sequence[str]], list[float]],
+    train_pairs: Sequence[Any],
+    heldout_pairs: Sequence[Any],
+    *,
+    mean: float,
+    std: float,
+    sample: int = 64,
+    seed: int = 0,
+) -> CompositeReward:
+    """Score a seeded sample of the training pairs (and as many held-out pairs) with the learned model
+    and the checks, and fit the weights on them (trainer.data.PreferencePair: prompt, chosen, rejected).
+    The learned model is the slow part: `sample` bounds its passes."""
+    import random
+
+    def rows(pairs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        prompts = [p.prompt for p in pairs]
+        chosen = feature_rows(learned(prompts, [p.chosen for p in pairs]), prompts, [p.chosen for p in pairs],
+                              mean, std)  # fmt: skip
+        rejected = feature_rows(learned(prompts, [p.rejected for p in pairs]), prompts,
+                                [p.rejected for p in pairs], mean, std)  # fmt: skip
+        return chosen, rejected
+
+    rng = random.Random(seed)
+    train = rng.sample(list(train_pairs), min(sample, len(train_pairs)))
+    held = rng.sample(list(heldout_pairs), min(sample, len(heldout_pairs)))
+    if not train:
+        raise ValueError("no training pairs to fit the reward weights on")
+    return fit_composite(rows(train), rows(held) if held else None, mean=mean, std=std, seed=seed)
