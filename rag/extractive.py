@@ -75,7 +75,7 @@ def extractive_answer(
     passages: Sequence[str],
     embed: Embed | None = None,
     max_sentences: int = 3,
-    min_relative: float = 0.6,
+    min_relative: float = 0.4,
 ) -> str:
     """The best sentences (at most `max_sentences`, each scoring at least `min_relative` of the best one),
     in passage order, each followed by its [n]. Empty when the passages have no usable sentence."""

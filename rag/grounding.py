@@ -194,6 +194,16 @@ def _stem(word: str) -> str:
     return word
 
 
+def support(text: str, passages: Sequence[str]) -> float:
+    """The share of the text's content words (crudely stemmed) that occur in the passages; 1.0 for a
+    text without content words."""
+    mine = {_stem(w) for w in content_words(MARKER.sub(" ", text))}
+    if not mine:
+        return 1.0
+    theirs = {_stem(w) for w in content_words(" ".join(passages))}
+    return len(mine & theirs) / len(mine)
+
+
 def coverage(question: str, text: str) -> float:
     """The share of the question's content words (crudely stemmed) that the text uses; 1.0 for a
     question without content words."""
@@ -270,11 +280,15 @@ class StreamingCheck:
         *,
         enabled: bool = True,
         min_coverage: float = 0.0,
+        min_support: float = 0.0,
     ) -> None:
         self.question = question
         # the first sentence must cover this much of the question (rag.grounding.coverage), else the
         # answer is about something else (a passage the model copied instead of answering)
         self.min_coverage = min_coverage
+        # each sentence's content words must be this much in the passages: a small model's fluent
+        # sentence about something the passages never say has no invented number, but few of their words
+        self.min_support = min_support
         self.enabled = enabled  # False: every sentence passes as it is (operators debugging the raw model)
         self.passages = list(passages)
         self.ngram, self.max_repeats = ngram, max_repeats
@@ -307,10 +321,13 @@ class StreamingCheck:
             return clean, loop
         cites = [n for n in dict.fromkeys(markers(clean)) if 1 <= n <= len(self.passages)]
         cited = [self.passages[n - 1] for n in cites] or self.passages
-        _, missing = grounding(clean, cited)
+        share, missing = grounding(clean, cited)
         hard = [f for f in missing if any(c.isdigit() for c in f) or "@" in f or "/" in f]
-        if hard:
-            return clean, f"facts not in the cited passages: {', '.join(hard[:5])}"
+        if hard or share < 0.5:
+            return clean, f"facts not in the cited passages: {', '.join((hard or missing)[:5])}"
+        backed = support(clean, self.passages)
+        if backed < self.min_support:
+            return clean, f"only {backed:.0%} of its words are in the passages"
         return clean, None
 
     def _accept(self, sentence: str, ended_by: str) -> str:

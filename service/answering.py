@@ -169,6 +169,7 @@ class Answerer:
             texts,
             enabled=self.settings.answer_checks,
             min_coverage=self.settings.answer_min_coverage * best,
+            min_support=self.settings.answer_min_support,
         )
         text, generated, finish, completion, error, done = "", "", "stop", 0, None, False
         try:

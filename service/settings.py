@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         description="The first sentence must cover the question's words at least this share as well as the "
         "passages' best sentence does, else the answer is off-topic and replaced by passage sentences.",
     )
+    answer_min_support: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="Share of each generated sentence's content words that must occur in the passages.",
+    )
     repetition_penalty: float = Field(
         1.15, ge=1.0, le=3.0, description="Divides the logits of tokens already in the answer (1 = off)."
     )
