@@ -546,6 +546,33 @@ def trainer_run_command(
         worker.stop.set()
 
 
+@trainer_app.command("status")
+def trainer_status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """The running refresh (phase, progress, ETA, live metrics) and the last finished one."""
+    from trainer.status import describe, trainer_status
+
+    status = trainer_status(_settings().data_dir)
+    if as_json:
+        _print(status)
+    else:
+        typer.echo("\n".join(describe(status)))
+
+
+@trainer_app.command("stop")
+def trainer_stop_command() -> None:
+    """Ask the running refresh to stop at its next training step (resumable; nothing is published)."""
+    from trainer.errors import TrainerError
+    from trainer.worker import request_stop_refresh
+
+    try:
+        folder = request_stop_refresh(_settings().data_dir)
+    except TrainerError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"stop requested for {folder}; resume it later with `kbloop train refresh --output {folder}`")
+
+
 def _golden_path() -> Path:
     return Path(__file__).resolve().parent.parent / "examples" / "acme-handbook" / "golden.jsonl"
 

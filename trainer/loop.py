@@ -27,9 +27,8 @@ import torch
 
 from trainer import checkpoint
 from trainer.config import TrainConfig
-from trainer.errors import TrainerError
 from trainer.models import Device
-from trainer.progress import Progress
+from trainer.progress import Progress, Stopped
 from trainer.runs import Run
 
 T = TypeVar("T")
@@ -44,10 +43,6 @@ class Fitted(Generic[T]):
     last: dict[str, float]
     planned_steps: int = 0
     stopped_by: str | None = None  # "time budget" when training ended before `planned_steps`
-
-
-class Stopped(TrainerError):
-    """An operator asked the run to stop; it saved a checkpoint and can be resumed."""
 
 
 def accelerator_for(device: Device) -> Any:

@@ -21,10 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trainer.errors import TrainerError
 from trainer.runs import now, write_json
 
 PROGRESS_FILE = "progress.json"
 STOP_FILE = "STOP"
+
+
+class Stopped(TrainerError):
+    """An operator asked the run to stop; it saved a checkpoint and can be resumed."""
 
 
 def eta_seconds(done: float, total: float, elapsed_s: float) -> float | None:

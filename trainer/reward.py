@@ -6,13 +6,14 @@ All sequences of a batch go through one forward pass. After training the reward 
 training responses are stored beside the model, so PPO can normalise its scores.
 
 The score of a sequence is the head's output at its last real token, found from the attention mask
-(`last_token_index`), never from the pad id: pad = eos = `<|im_end|>` also appears inside prompts, and
-transformers releases before 4.48 read the pooled score at the first pad id. The head's per-token output
-is taken from the `score` module itself (a forward hook), so no transformers version's pooling is used.
+(`last_token_index`), never from the pad id: pad = eos = `<|im_end|>` also appears inside prompts;
+older transformers releases (pyproject allows >=4.45) pool the score at the first pad id, newer ones at
+the last token that is not the pad id. The head's per-token output is taken from the `score` module
+itself (a forward hook), so no transformers version's pooling is used.
 
-Training covers every pair once by default (`RewardConfig.max_steps` 0), in batches grouped by length,
-within `RewardConfig.time_budget_min`; the scoring pass and evaluations sort by length too and show
-progress (trainer/progress.py).
+Training covers every pair once by default (`RewardConfig.max_steps` 0), within
+`RewardConfig.time_budget_min`, in batches grouped by length when the data is pairs only; the scoring
+pass and evaluations sort by length too and show progress (trainer/progress.py).
 
 A refresh warm-starts from the previous reward model (`warm_start`) and trains on the feedback that
 arrived since plus a replay sample of older data (see trainer/refresh.py); a full retrain starts from
@@ -118,7 +119,7 @@ def score_head(model: Any) -> torch.nn.Module:
     model."""
     for name, module in model.named_modules():
         if name.rsplit(".", 1)[-1] == "score":
-            return module  # type: ignore[no-any-return]
+            return module
     raise TrainerError("the reward model has no `score` head")
 
 
@@ -322,7 +323,9 @@ def train_reward(
         run=run,
         accelerator=accelerator,
         desc="reward model: training",
-        lengths=[max(len(s) for s in item.seqs) for item in items],
+        # pairs are grouped by length (each pair is its own contrast); thumbs are not: their length can
+        # follow their label, and a batch of one label teaches the BCE a bias instead of the difference
+        lengths=None if thumbs else [max(len(s) for s in item.seqs) for item in items],
         time_budget_s=cfg.time_budget_min * 60.0,
     )
     if fitted.stopped_by:

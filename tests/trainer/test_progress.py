@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from trainer.config import TrainConfig
-from trainer.loop import Stopped, accelerator_for, epoch_order, fit, grouped_order
+from trainer.loop import accelerator_for, epoch_order, fit, grouped_order
 from trainer.models import pick_device
-from trainer.progress import Progress, eta_seconds, read_progress, request_stop, stop_request
+from trainer.progress import Progress, Stopped, eta_seconds, read_progress, request_stop, stop_request
 from trainer.runs import Run
 
 Example = tuple[torch.Tensor, torch.Tensor]

@@ -138,7 +138,7 @@ def test_last_token_index_from_the_mask_by_hand() -> None:
 def test_score_is_read_at_the_last_real_token_even_where_it_is_the_pad_id(tiny_base: Path) -> None:
     """pad = eos here as in SmolLM2: a sequence may hold the pad id inside (an end of turn in the prompt)
     and end with it. Its score must be the head at its last real token, as if it were scored alone,
-    not at the first pad id (transformers < 4.48) nor at the last non-pad id (newer releases)."""
+    not at the first pad id (older transformers) nor at the last non-pad id (newer releases)."""
     from trainer.reward import forward_scores
 
     tokenizer = load_tokenizer(str(tiny_base))
