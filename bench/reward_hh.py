@@ -2,7 +2,8 @@
 
     python bench/reward_hh.py --arm trl     # TRL's RewardTrainer, then its held-out accuracy
     python bench/reward_hh.py --arm ours    # `kbloop train reward --from-jsonl` + `kbloop eval reward`
-    python bench/reward_hh.py --arm report  # both arms' JSON side by side (bench/results/reward_hh.json)
+    python bench/reward_hh.py --arm padding # tokens processed: random vs length-grouped batches
+    python bench/reward_hh.py --arm report  # the arms' JSON side by side (bench/results/reward_hh.json)
 
 Data: ../shared/data/hh_helpful_dev.jsonl (3,000 pairs in TRL's standard prompt/chosen/rejected form).
 Pairs whose longer side (prompt + answer + end-of-turn, tokenized as TRL does) exceeds `--max-length`
@@ -190,11 +191,45 @@ def arm_ours(base: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def arm_padding(base: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Tokens the forward passes process (real + padding) for one training epoch and one evaluation of
+    the split, in our trainer's orders: the work that length grouping saves, counted, not timed."""
+    from trainer.data import read_jsonl_preferences
+    from trainer.loop import epoch_order, grouped_order
+    from trainer.models import load_tokenizer
+    from trainer.reward import encode_items, length_batches
+
+    tokenizer = load_tokenizer(base)
+    train = encode_items(tokenizer, read_jsonl_preferences(args.work / "train.jsonl"), (), args.max_length)
+    test = encode_items(tokenizer, read_jsonl_preferences(args.work / "test.jsonl"), (), args.max_length)
+    longest = [max(len(s) for s in item.seqs) for item in train]
+    order = epoch_order(len(train), args.seed, 0)
+    grouped = grouped_order(order, longest, args.batch_size, args.seed, 0)
+
+    def train_tokens(o: list[int]) -> int:  # every batch is padded to its longest sequence
+        batches = [o[i : i + args.batch_size] for i in range(0, len(o), args.batch_size)]
+        return sum(2 * len(b) * max(longest[i] for i in b) for b in batches)
+
+    seqs = [len(s) for item in test for s in item.seqs]
+    in_order = sum(len(seqs[i : i + 8]) * max(seqs[i : i + 8]) for i in range(0, len(seqs), 8))
+    by_length = sum(len(b) * max(seqs[i] for i in b) for b in length_batches(seqs, 16))
+    real_train = sum(len(s) for item in train for s in item.seqs)
+    return {
+        "arm": "padding",
+        "train_real_tokens": real_train,
+        "train_tokens_random_batches": train_tokens(order),
+        "train_tokens_grouped_batches": train_tokens(grouped),
+        "eval_real_tokens": sum(seqs),
+        "eval_tokens_input_order_batch8": in_order,
+        "eval_tokens_by_length_batch16": by_length,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--arm", choices=["split", "trl", "ours", "report"], required=True)
+    parser.add_argument("--arm", choices=["split", "trl", "ours", "padding", "report"], required=True)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=Path("/tmp/kbloop-reward-hh"))
     parser.add_argument("--train", type=int, default=400)
@@ -221,14 +256,14 @@ def main() -> None:
             json.dumps({**info, **{"seed": args.seed, "max_length": args.max_length}})
         )
         print(json.dumps(info), flush=True)
-    if args.arm in ("trl", "ours"):
-        result = (arm_trl if args.arm == "trl" else arm_ours)(base, args)
+    if args.arm in ("trl", "ours", "padding"):
+        result = {"trl": arm_trl, "ours": arm_ours, "padding": arm_padding}[args.arm](base, args)
         result["date"] = date
         (args.work / f"{args.arm}.json").write_text(json.dumps(result, indent=2, default=str))
         print(json.dumps(result, indent=2, default=str), flush=True)
     if args.arm == "report":
         report = {"split": json.loads((args.work / "split.json").read_text())}
-        for arm in ("ours", "trl"):
+        for arm in ("ours", "trl", "padding"):
             if (args.work / f"{arm}.json").exists():
                 report[arm] = json.loads((args.work / f"{arm}.json").read_text())
         args.out.parent.mkdir(parents=True, exist_ok=True)
