@@ -61,9 +61,9 @@ class RewardConfig(TrainConfig):
     max_steps: int = _f(0, "Most optimizer steps per run (0 = every example once per epoch).")
     time_budget_min: float = _f(
         20.0,
-        "Stop training after the step that passes this many minutes (0 = no limit); the run records how "
-        "many examples it saw. Batches are grouped by length, so on 2 CPU cores ~600 HH-RLHF pairs of "
-        "<= 256 tokens fit in it (bench/RESULTS.md); a GPU never reaches it.",
+        "Stop training after the step that passes this many minutes (0 = no limit), keeping a refresh "
+        "within its time on 2 CPU cores; the run records how many examples it saw (`examples_seen`, "
+        "`stopped_by`). With pairs only, batches are grouped by length (less padding).",
     )
     thumbs_weight: float = _f(0.5, "Weight of the thumbs BCE term beside the pairwise loss.")
     lora: bool = _f(True, "Train LoRA adapters (+ the score head) instead of the whole model.")
