@@ -189,17 +189,19 @@ def score(
     batch_size: int = 8,
     phase: str = "reward model: scoring",
     folder: Path | None = None,
-    show: bool = True,
+    show: bool | None = None,
 ) -> list[float]:
     """Raw reward of each (prompt, completion), in input order; batches of similar length, progress shown
-    (and kept in `folder`/progress.json when given)."""
+    (and kept in `folder`/progress.json when given). `show` None: a bar only for passes of more than 64
+    sequences (PPO scores each small rollout batch without one)."""
     model.eval()
     seqs = [
         encode(tokenizer, p, c, max_length, add_eos=False).ids
         for p, c in zip(prompts, completions, strict=True)
     ]
     out = [0.0] * len(seqs)
-    with Progress(phase, len(seqs), folder=folder, unit="seq", enabled=show) as progress:
+    enabled = len(seqs) > 64 if show is None else show
+    with Progress(phase, len(seqs), folder=folder, unit="seq", enabled=enabled) as progress:
         for batch in length_batches([len(s) for s in seqs], batch_size):
             values = forward_scores(model, [seqs[i] for i in batch], tokenizer.pad_token_id).tolist()
             for i, value in zip(batch, values, strict=True):

@@ -175,3 +175,45 @@ def test_score_keeps_input_order_when_batching_by_length(trained: RewardResult) 
         score(model, tokenizer, [p], [c], batch_size=1)[0] for p, c in zip(prompts, completions, strict=True)
     ]
     assert together == pytest.approx(one_by_one, abs=1e-5)
+
+
+def test_eval_reward_cli_reports_accuracy_with_an_interval_and_margins(
+    trained: RewardResult, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(
+            json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
+            for p in HELDOUT
+        )
+    )
+    margins = tmp_path / "margins.json"
+    out = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "reward",
+            "--model",
+            str(trained.folder),
+            "--pairs",
+            str(pairs),
+            "--device",
+            "cpu",
+            "--max-length",
+            str(config().max_length),
+            "--json",
+            "--margins-out",
+            str(margins),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout[out.stdout.index("{") :])
+    assert report["pair_accuracy"] == pytest.approx(trained.heldout["pair_accuracy"], abs=1e-6)
+    assert report["pair_accuracy_ci95_low"] < report["pair_accuracy"] <= report["pair_accuracy_ci95_high"]
+    written = json.loads(margins.read_text())
+    assert len(written) == len(HELDOUT)
+    assert sum(m > 0 for m in written) / len(written) == pytest.approx(report["pair_accuracy"])
