@@ -465,14 +465,21 @@ def eval_reward_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     max_length: Annotated[int, typer.Option(help="Longest prompt + response in tokens.")] = 512,
+    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 16,
+    margins_out: Annotated[
+        Path | None,
+        typer.Option("--margins-out", help="Write each pair's margin (chosen - rejected) as a JSON list."),
+    ] = None,
 ) -> None:
-    """Pairwise accuracy (and calibration) of a reward model on preference pairs."""
+    """Pairwise accuracy (and calibration) of a reward model on preference pairs (progress on stderr)."""
 
     def body() -> None:
+        from feedback.stats import wilson_interval
+        from trainer import metrics as M
         from trainer.data import read_jsonl_preferences, render_prompts
         from trainer.errors import TrainerError
         from trainer.models import REWARD_META
-        from trainer.reward import evaluate, load_for_scoring
+        from trainer.reward import load_for_scoring, report_from_scores, score_examples
 
         if not (model / REWARD_META).exists():
             raise TrainerError(
@@ -480,12 +487,26 @@ def eval_reward_command(
             )
         rows = read_jsonl_preferences(pairs)
         scorer, tokenizer, _ = load_for_scoring(model, device)
-        report = evaluate(scorer, tokenizer, render_prompts(rows, tokenizer), max_length=max_length)
+        scores = score_examples(
+            scorer,
+            tokenizer,
+            render_prompts(rows, tokenizer),
+            max_length=max_length,
+            batch_size=batch_size,
+            phase="reward model: evaluation",
+        )
+        n = len(rows)
+        report = report_from_scores(scores[:n], scores[n:])
+        margins = [c - r for c, r in zip(scores[:n], scores[n:], strict=True)]
+        low, high = wilson_interval(M.pairwise_accuracy(margins) * n, n)
+        report |= {"pair_accuracy_ci95_low": low, "pair_accuracy_ci95_high": high}
+        if margins_out is not None:
+            margins_out.write_text(json.dumps(margins))
         if as_json:
             _print(report)
         else:
             typer.echo(
-                f"pairwise accuracy {report['pair_accuracy']:.3f} on {int(report['pairs'])} pairs "
+                f"pairwise accuracy {report['pair_accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}) on {n} pairs "
                 f"(ECE {report['ece']:.3f}, Brier {report['brier']:.3f})"
             )
 
@@ -538,6 +559,33 @@ def trainer_run_command(
         worker.run_forever()
     except KeyboardInterrupt:
         worker.stop.set()
+
+
+@trainer_app.command("status")
+def trainer_status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """The running refresh (phase, progress, ETA, live metrics) and the last finished one."""
+    from trainer.status import describe, trainer_status
+
+    status = trainer_status(_settings().data_dir)
+    if as_json:
+        _print(status)
+    else:
+        typer.echo("\n".join(describe(status)))
+
+
+@trainer_app.command("stop")
+def trainer_stop_command() -> None:
+    """Ask the running refresh to stop at its next training step (resumable; nothing is published)."""
+    from trainer.errors import TrainerError
+    from trainer.worker import request_stop_refresh
+
+    try:
+        folder = request_stop_refresh(_settings().data_dir)
+    except TrainerError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"stop requested for {folder}; resume it later with `kbloop train refresh --output {folder}`")
 
 
 def main() -> None:  # pragma: no cover

@@ -58,11 +58,12 @@ class RewardConfig(TrainConfig):
 
     learning_rate: float = _f(1e-4, "AdamW learning rate.")
     max_length: int = _f(384, "Longest prompt + response in tokens (prompts cut from the left).")
-    max_steps: int = _f(
-        64,
-        "Most optimizer steps per run (0 = all epochs). The CPU default (64 steps of 4 = 256 examples, in "
-        "seeded random order) keeps a refresh on ~500 pairs within 30 min on 2 cores; warm-started "
-        "refreshes continue from the previous reward model. Use 0 on a GPU.",
+    max_steps: int = _f(0, "Most optimizer steps per run (0 = every example once per epoch).")
+    time_budget_min: float = _f(
+        20.0,
+        "Stop training after the step that passes this many minutes (0 = no limit), keeping a refresh "
+        "within its time on 2 CPU cores; the run records how many examples it saw (`examples_seen`, "
+        "`stopped_by`). With pairs only, batches are grouped by length (less padding).",
     )
     thumbs_weight: float = _f(0.5, "Weight of the thumbs BCE term beside the pairwise loss.")
     lora: bool = _f(True, "Train LoRA adapters (+ the score head) instead of the whole model.")

@@ -6,6 +6,13 @@ on how many times the process was started; a resumed run skips the micro-batches
 and restores weights, optimizer, scheduler and RNG states from the checkpoint. Accelerate handles
 devices, mixed precision (bf16 on GPU) and several processes (`accelerate launch`): each process takes
 every n-th batch.
+
+Progress (a bar and RUN/progress.json, trainer/progress.py) is updated after every optimizer step. Between
+steps the loop honours an operator's stop request (trainer/progress.py `request_stop`) and an optional
+time budget: it saves a checkpoint and stops. A stop request raises `Stopped` (the run stays resumable
+and publishes nothing); the time budget ends training early and says so in `Fitted.stopped_by`.
+With `lengths`, each epoch's shuffled order is grouped by length (`grouped_order`), so a batch pads
+little; the batches themselves still come in random order.
 """
 
 from __future__ import annotations
@@ -17,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import torch
-from tqdm.auto import tqdm
 
 from trainer import checkpoint
 from trainer.config import TrainConfig
 from trainer.models import Device
+from trainer.progress import Progress, Stopped
 from trainer.runs import Run
 
 T = TypeVar("T")
@@ -34,6 +41,8 @@ class Fitted(Generic[T]):
     seconds: float
     examples_per_s: float
     last: dict[str, float]
+    planned_steps: int = 0
+    stopped_by: str | None = None  # "time budget" when training ended before `planned_steps`
 
 
 def accelerator_for(device: Device) -> Any:
@@ -47,6 +56,24 @@ def accelerator_for(device: Device) -> Any:
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return [int(i) for i in torch.randperm(n, generator=generator)]
+
+
+def grouped_order(
+    order: Sequence[int], lengths: Sequence[int], batch_size: int, seed: int, epoch: int, window: int = 16
+) -> list[int]:
+    """`order` regrouped so each batch holds examples of similar length: every run of `window` batches'
+    worth of examples (in `order`) is sorted by length and cut into batches, and all batches are then
+    shuffled (seeded by seed and epoch). Same examples, same number of batches, much less padding."""
+    span = max(1, window * batch_size)
+    batches: list[list[int]] = []
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: (lengths[i], i))
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    # the last, possibly short, batch stays last: every other batch is full
+    full, tail = (batches[:-1], batches[-1:]) if len(order) % batch_size else (batches, [])
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7)
+    shuffled = [full[int(i)] for i in torch.randperm(len(full), generator=generator)]
+    return [i for batch in shuffled + tail for i in batch]
 
 
 def adamw(params: list[torch.nn.Parameter], *, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -68,8 +95,13 @@ def fit(
     accelerator: Any,
     desc: str,
     extra_state: dict[str, Any] | None = None,
+    lengths: Sequence[int] | None = None,
+    time_budget_s: float = 0.0,
 ) -> Fitted[T]:
-    """Train the parameters of `model` that require grad on `examples`; checkpoints in `run`."""
+    """Train the parameters of `model` that require grad on `examples`; checkpoints in `run`.
+
+    `lengths` (one per example) groups batches by length; `time_budget_s` > 0 stops after the step that
+    passes it (checkpoint saved). Raises `Stopped` when an operator asked the run to stop."""
     if not examples:
         raise ValueError("no training examples")
     batches_per_epoch = math.ceil(len(examples) / cfg.batch_size)
@@ -121,11 +153,20 @@ def fit(
 
     model.train()
     started, seen, last = time.perf_counter(), 0, {}
-    bar = tqdm(total=total, initial=step, desc=desc, unit="step", disable=not accelerator.is_main_process)
+    progress = Progress(
+        desc, total, folder=run.root, initial=step, enabled=accelerator.is_main_process, unit="step"
+    )
     micro_per_step = cfg.grad_accum
+    stopped_by: str | None = None
+    orders: dict[int, list[int]] = {}
     while step < total:
         epoch, in_epoch = divmod(step, steps_per_epoch)
-        order = epoch_order(len(examples), cfg.seed, epoch)
+        if epoch not in orders:
+            order = epoch_order(len(examples), cfg.seed, epoch)
+            if lengths is not None:
+                order = grouped_order(order, lengths, cfg.batch_size, cfg.seed, epoch)
+            orders = {epoch: order}
+        order = orders[epoch]
         sums: dict[str, float] = {}
         for micro in range(micro_per_step):
             # every process takes its own micro-batch; all of them do the same number of passes (DDP)
@@ -150,10 +191,30 @@ def fit(
         last = {**sums, "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0], "epoch": epoch}
         if accelerator.is_main_process and step % cfg.log_every == 0:
             run.log(step, last)
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in sums.items() if k in ("loss", "accuracy")})
-        if step % cfg.checkpoint_every == 0 or step == total:
+        progress.update(1, **{k: v for k, v in sums.items() if k in ("loss", "accuracy")})
+        stop = progress.stop_requested() is not None
+        over = bool(time_budget_s) and time.perf_counter() - started >= time_budget_s and step < total
+        if accelerator.num_processes > 1:  # every process must take the same decision
+            flags = accelerator.reduce(torch.tensor([float(stop), float(over)]), reduction="sum")
+            stop, over = bool(flags[0] > 0), bool(flags[1] > 0)
+        if step % cfg.checkpoint_every == 0 or step == total or stop or over:
             save()
-    bar.close()
+        if stop:
+            progress.close("stopped")
+            raise Stopped(
+                f"{desc}: stopped on request after step {step} of {total}; the checkpoint in "
+                f"{run.checkpoint_dir} resumes it"
+            )
+        if over:
+            stopped_by = "time budget"
+            break
+    progress.close()
     seconds = time.perf_counter() - started
-    return Fitted(steps=step, seconds=seconds, examples_per_s=seen / seconds if seconds else 0.0, last=last)
+    return Fitted(
+        steps=step,
+        seconds=seconds,
+        examples_per_s=seen / seconds if seconds else 0.0,
+        last=last,
+        planned_steps=total,
+        stopped_by=stopped_by,
+    )

@@ -5,6 +5,16 @@ and chosen-right pairs count equally) + `thumbs_weight` × BCE of the thumbs' sc
 All sequences of a batch go through one forward pass. After training the reward mean and std over the
 training responses are stored beside the model, so PPO can normalise its scores.
 
+The score of a sequence is the head's output at its last real token, found from the attention mask
+(`last_token_index`), never from the pad id: pad = eos = `<|im_end|>` also appears inside prompts;
+older transformers releases (pyproject allows >=4.45) pool the score at the first pad id, newer ones at
+the last token that is not the pad id. The head's per-token output is taken from the `score` module
+itself (a forward hook), so no transformers version's pooling is used.
+
+Training covers every pair once by default (`RewardConfig.max_steps` 0), within
+`RewardConfig.time_budget_min`, in batches grouped by length when the data is pairs only; the scoring
+pass and evaluations sort by length too and show progress (trainer/progress.py).
+
 A refresh warm-starts from the previous reward model (`warm_start`) and trains on the feedback that
 arrived since plus a replay sample of older data (see trainer/refresh.py); a full retrain starts from
 the policy base.
@@ -28,6 +38,7 @@ from trainer.errors import TrainerError
 from trainer.loop import accelerator_for, fit
 from trainer.losses import bradley_terry_loss, thumbs_bce_loss
 from trainer.models import load_reward_model, load_tokenizer, pick_device, reward_base, save_reward_model
+from trainer.progress import Progress
 from trainer.runs import Run
 from trainer.tokens import encode, pad_right
 
@@ -96,12 +107,37 @@ def encode_items(
     return items
 
 
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """(batch,) position of each row's last real token, from a (batch, seq) 0/1 attention mask; right or
+    left padding alike. A row without any real token gives 0."""
+    positions = torch.arange(mask.shape[-1], device=mask.device).expand_as(mask)  # (batch, seq)
+    return (positions * (mask > 0)).argmax(-1)
+
+
+def score_head(model: Any) -> torch.nn.Module:
+    """The scalar head (`score`, possibly inside PEFT's or DDP's wrappers) of a sequence-classification
+    model."""
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] == "score":
+            return module
+    raise TrainerError("the reward model has no `score` head")
+
+
 def forward_scores(model: Any, seqs: Sequence[list[int]], pad_id: int) -> torch.Tensor:
-    """(n,) scalar rewards of right-padded sequences (the head reads the last non-pad token)."""
+    """(n,) scalar rewards of sequences: the head's output at each one's last real token."""
     device = next(model.parameters()).device
     ids, mask = pad_right(seqs, pad_id)
-    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
-    return out.logits[:, 0].float()
+    captured: list[torch.Tensor] = []
+    handle = score_head(model).register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+    finally:
+        handle.remove()
+    per_token = captured[-1]  # (batch, seq, 1)
+    if per_token.dim() != 3:
+        raise TrainerError(f"the score head gave shape {tuple(per_token.shape)}, expected (batch, seq, 1)")
+    rows = torch.arange(per_token.shape[0], device=per_token.device)
+    return per_token[rows, last_token_index(mask).to(per_token.device), 0].float()
 
 
 def reward_loss(
@@ -136,7 +172,13 @@ def reward_loss(
     return loss, values
 
 
-@torch.no_grad()
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices in batches of similar length (longest first), so a batch pads little."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@torch.inference_mode()
 def score(
     model: Any,
     tokenizer: Any,
@@ -145,16 +187,26 @@ def score(
     *,
     max_length: int = 512,
     batch_size: int = 8,
+    phase: str = "reward model: scoring",
+    folder: Path | None = None,
+    show: bool | None = None,
 ) -> list[float]:
-    """Raw reward of each (prompt, completion)."""
+    """Raw reward of each (prompt, completion), in input order; batches of similar length, progress shown
+    (and kept in `folder`/progress.json when given). `show` None: a bar only for passes of more than 64
+    sequences (PPO scores each small rollout batch without one)."""
     model.eval()
     seqs = [
         encode(tokenizer, p, c, max_length, add_eos=False).ids
         for p, c in zip(prompts, completions, strict=True)
     ]
-    out: list[float] = []
-    for start in range(0, len(seqs), batch_size):
-        out += forward_scores(model, seqs[start : start + batch_size], tokenizer.pad_token_id).tolist()
+    out = [0.0] * len(seqs)
+    enabled = len(seqs) > 64 if show is None else show
+    with Progress(phase, len(seqs), folder=folder, unit="seq", enabled=enabled) as progress:
+        for batch in length_batches([len(s) for s in seqs], batch_size):
+            values = forward_scores(model, [seqs[i] for i in batch], tokenizer.pad_token_id).tolist()
+            for i, value in zip(batch, values, strict=True):
+                out[i] = value
+            progress.update(len(batch))
     return out
 
 
@@ -191,9 +243,20 @@ def evaluate(
     *,
     max_length: int = 512,
     batch_size: int = 8,
+    phase: str = "reward model: evaluation",
+    folder: Path | None = None,
 ) -> dict[str, float]:
     """Pairwise accuracy and calibration on pairs; accuracy and AUC on thumbs."""
-    s = score_examples(model, tokenizer, pairs, thumbs, max_length=max_length, batch_size=batch_size)
+    s = score_examples(
+        model,
+        tokenizer,
+        pairs,
+        thumbs,
+        max_length=max_length,
+        batch_size=batch_size,
+        phase=phase,
+        folder=folder,
+    )
     n = len(pairs)
     return report_from_scores(s[:n], s[n : 2 * n], s[2 * n :], [bool(t.label) for t in thumbs])
 
@@ -206,11 +269,22 @@ def score_examples(
     *,
     max_length: int = 512,
     batch_size: int = 8,
+    phase: str = "reward model: scoring",
+    folder: Path | None = None,
 ) -> list[float]:
     """Raw rewards in one pass: every pair's chosen, then every pair's rejected, then every thumb."""
     prompts = [p.prompt for p in pairs] * 2 + [t.prompt for t in thumbs]
     completions = [p.chosen for p in pairs] + [p.rejected for p in pairs] + [t.completion for t in thumbs]
-    return score(model, tokenizer, prompts, completions, max_length=max_length, batch_size=batch_size)
+    return score(
+        model,
+        tokenizer,
+        prompts,
+        completions,
+        max_length=max_length,
+        batch_size=batch_size,
+        phase=phase,
+        folder=folder,
+    )
 
 
 @dataclass(frozen=True)
@@ -250,8 +324,22 @@ def train_reward(
         cfg=cfg,
         run=run,
         accelerator=accelerator,
-        desc="reward model",
+        desc="reward model: training",
+        # pairs are grouped by length (each pair is its own contrast); thumbs are not: their length can
+        # follow their label, and a batch of one label teaches the BCE a bias instead of the difference
+        lengths=None if thumbs else [max(len(s) for s in item.seqs) for item in items],
+        time_budget_s=cfg.time_budget_min * 60.0,
     )
+    if fitted.stopped_by:
+        log.warning(
+            "reward model: %s reached after %d of %d steps (%d of %d examples); raise --time-budget-min "
+            "to see them all",
+            fitted.stopped_by,
+            fitted.steps,
+            fitted.planned_steps,
+            min(len(items), fitted.steps * cfg.batch_size * cfg.grad_accum),
+            len(items),
+        )
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
     if not accelerator.is_main_process:  # the main process evaluates and publishes
@@ -263,11 +351,17 @@ def train_reward(
     sample_pairs = rng.sample(list(pairs), min(len(pairs), cfg.stats_sample))
     sample_thumbs = rng.sample(list(thumbs), min(len(thumbs), max(cfg.stats_sample // 2, 1)))
     n = len(sample_pairs)
-    raw = score_examples(model, tokenizer, sample_pairs, sample_thumbs, max_length=cfg.max_length)
+    raw = score_examples(
+        model, tokenizer, sample_pairs, sample_thumbs, max_length=cfg.max_length, folder=run.root
+    )
     mean = sum(raw) / len(raw)
     std = math.sqrt(sum((x - mean) ** 2 for x in raw) / max(1, len(raw) - 1)) or 1.0
     stats = {"mean": mean, "std": std}
-    heldout = evaluate(model, tokenizer, heldout_pairs, heldout_thumbs, max_length=cfg.max_length)
+    heldout = (
+        evaluate(model, tokenizer, heldout_pairs, heldout_thumbs, max_length=cfg.max_length, folder=run.root)
+        if heldout_pairs or heldout_thumbs
+        else {"pairs": 0.0, "thumbs": 0.0}
+    )
     train_eval = report_from_scores(
         raw[:n], raw[n : 2 * n], raw[2 * n :], [bool(t.label) for t in sample_thumbs]
     )
@@ -281,6 +375,10 @@ def train_reward(
             "reward_stats": stats,
             "examples_per_s": fitted.examples_per_s,
             "steps": fitted.steps,
+            "planned_steps": fitted.planned_steps,
+            "examples": len(items),
+            "examples_seen": min(len(items) * cfg.epochs, fitted.steps * cfg.batch_size * cfg.grad_accum),
+            "stopped_by": fitted.stopped_by,
             "seconds": fitted.seconds,
         },
         warm_start=cfg.warm_start or None,

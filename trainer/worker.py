@@ -7,6 +7,11 @@ feedback. One refresh runs at a time: an exclusive lock on DATA_DIR/trainer/lock
 if the process dies, so a killed worker never blocks the next one). A failed refresh is recorded in
 DATA_DIR/trainer/state.json and in its run manifest with the error, and touches no alias: the served
 model stays as it was. The result of a successful one is the `candidate`, never served automatically.
+
+Operators can start a refresh now (`start_refresh_process`: the `--once --force` path in a detached
+process, refused while one runs) and stop the running one (`request_stop_refresh`: its training loops
+save a checkpoint at the next step and stop; nothing is published, and `kbloop train refresh --output
+FOLDER` resumes it). What runs is read by trainer/status.py.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import fcntl
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer.errors import TrainerError
+from trainer.progress import Stopped, request_stop
 from trainer.runs import now, write_json
 
 if TYPE_CHECKING:
@@ -106,6 +114,49 @@ def due(state: dict[str, Any], pending: int, cfg: WorkerConfig, at: float) -> st
     return None
 
 
+def request_stop_refresh(data_dir: Path, reason: str = "operator") -> Path:
+    """Ask the running refresh to stop at its next training step; the folder asked. TrainerError when
+    no refresh is running."""
+    from trainer.status import latest_refresh, lock_holder
+
+    folder = latest_refresh(data_dir / "runs")
+    if lock_holder(data_dir) is None or folder is None:
+        raise TrainerError("no refresh is running")
+    request_stop(folder, reason)
+    return folder
+
+
+def start_refresh_process(data_dir: Path) -> tuple[int, Path]:
+    """Start `kbloop trainer run --once --force` on `data_dir` in a detached process: (pid, its log).
+    Busy when a refresh already runs (the process would find the lock held and stop)."""
+    from trainer.status import lock_holder
+
+    if lock_holder(data_dir) is not None:
+        raise Busy("a refresh is already running")
+    folder = data_dir / "trainer"
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / f"manual-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    command = [
+        sys.executable,
+        "-c",
+        "from service.cli import app; app()",
+        "trainer",
+        "run",
+        "--once",
+        "--force",
+    ]
+    with log_path.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the web server's restarts
+            env={**os.environ, "KBLOOP_DATA_DIR": str(data_dir)},
+        )
+    return process.pid, log_path
+
+
 class Worker:
     def __init__(
         self,
@@ -138,6 +189,11 @@ class Worker:
             entry: dict[str, Any] = {"reason": reason, "started": now()}
             try:
                 result = self.refresh(self.settings, self.configs)
+            except Stopped as exc:  # an operator's request: the run keeps its checkpoints
+                log.info("refresh stopped: %s", exc)
+                entry |= {"status": "stopped", "error": str(exc)}
+                write_json(state_path(data_dir), {**state, "last": entry, "last_finished_ts": time.time()})
+                return entry
             except Exception as exc:  # recorded and survived: the next poll may try again
                 log.exception("refresh failed")
                 entry |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}

@@ -1,6 +1,10 @@
 """The Models tab (operators): every version with its evaluation beside the champion's, the gate, the
 PPO training curves, and the buttons that promote, canary and roll back, with the alias history.
 
+Above them, the background trainer: the running refresh (phase, progress, ETA, live metrics, read by
+trainer/status.py from the run folders) and buttons that start a refresh now or stop the running one
+(trainer/worker.py).
+
 It calls the registry (registry.registry) exactly as the API and `kbloop models` do; the actor is the
 operator whose token is entered at the top.
 """
@@ -128,6 +132,47 @@ def training_curves(row: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["step", "metric", "value"])
 
 
+def trainer_markdown(status: dict[str, Any]) -> str:
+    """The trainer's status (trainer/status.py `trainer_status`) as Markdown, every value escaped."""
+    from trainer.status import format_seconds
+
+    lines = [f"**Trainer:** {'refreshing' if status.get('running') else 'idle'}"]
+    refresh = status.get("refresh")
+    if refresh:
+        name = markdown_text(Path(refresh["folder"]).name)
+        lines.append(f"\nRefresh {name}: **{markdown_text(str(refresh['status']))}**")
+        if refresh.get("stop_requested"):
+            lines.append(f"\nStop requested at {markdown_text(str(refresh['stop_requested']))}")
+        if refresh["phases"]:
+            lines += ["", "| phase | status | progress | ETA | live metrics |", "|---|---|---|---|---|"]
+        for phase in refresh["phases"]:
+            progress = phase.get("progress") or {}
+            done, total = progress.get("done"), progress.get("total")
+            share = f"{done}/{total} {progress.get('unit', '')}" if total else "-"
+            label = markdown_text(str(progress.get("phase") or phase["name"]))
+            eta = progress.get("eta_s")
+            running = progress.get("state") == "running" and phase["status"] == "running"
+            metrics = ", ".join(
+                f"{markdown_text(k)} {v:.4g}"
+                for k, v in (phase.get("metrics") or {}).items()
+                if k not in ("step", "epoch") and isinstance(v, int | float)
+            )
+            lines.append(
+                f"| {label} | {markdown_text(str(phase['status']))} | {share} | "
+                f"{format_seconds(float(eta)) if running and eta is not None else '-'} | {metrics or '-'} |"
+            )
+        if refresh.get("error"):
+            lines.append(f"\nError: {markdown_text(str(refresh['error']))}")
+    last = status.get("last")
+    if last:
+        lines.append(
+            f"\nLast refresh: {markdown_text(str(last.get('status')))}, started "
+            f"{markdown_text(str(last.get('started')))}, "
+            f"candidate {markdown_text(str(last.get('candidate') or '-'))}"
+        )
+    return "\n".join(lines)
+
+
 def history_rows(reg: Registry) -> list[list[Any]]:
     return [
         [
@@ -149,6 +194,11 @@ def build(app: AppState, token: gr.Textbox) -> None:
         "Operators only. Promotion needs a passed gate or an explicit override; every change is kept "
         "in the history with who, when and why."
     )
+    trainer = gr.Markdown(elem_id="kb-trainer-status", latex_delimiters=[])
+    with gr.Row():
+        trainer_refresh = gr.Button("Trainer status", elem_id="kb-trainer-refresh")
+        trainer_start = gr.Button("Start a refresh now", elem_id="kb-trainer-start")
+        trainer_stop = gr.Button("Stop the running refresh", variant="stop", elem_id="kb-trainer-stop")
     refresh = gr.Button("Refresh", elem_id="kb-models-refresh")
     table = gr.Dataframe(headers=VERSION_COLUMNS, interactive=False, elem_id="kb-versions")
     pick = gr.Dropdown(label="Version", choices=[], elem_id="kb-version")
@@ -214,6 +264,43 @@ def build(app: AppState, token: gr.Textbox) -> None:
             return (done, *load(token_value, chosen))
 
         return handler
+
+    def trainer_view(token_value: str) -> str:
+        from trainer.status import trainer_status
+
+        with shown_to_user():
+            access.operator(app, token_value)
+        return trainer_markdown(trainer_status(app.settings.data_dir))
+
+    def trainer_start_now(token_value: str) -> str:
+        from trainer.errors import TrainerError
+        from trainer.worker import start_refresh_process
+
+        with shown_to_user():
+            access.operator(app, token_value)
+        try:
+            pid, log_path = start_refresh_process(app.settings.data_dir)
+        except TrainerError as exc:
+            return f"{markdown_text(str(exc))}\n\n" + trainer_view(token_value)
+        started = f"Refresh started (process {pid}, log {markdown_text(log_path.name)})."
+        return f"{started}\n\n" + trainer_view(token_value)
+
+    def trainer_stop_now(token_value: str) -> str:
+        from trainer.errors import TrainerError
+        from trainer.worker import request_stop_refresh
+
+        with shown_to_user():
+            access.operator(app, token_value)
+        try:
+            folder = request_stop_refresh(app.settings.data_dir)
+        except TrainerError as exc:
+            return f"{markdown_text(str(exc))}\n\n" + trainer_view(token_value)
+        asked = f"Stop requested for {markdown_text(folder.name)}: it stops after its current training step."
+        return f"{asked}\n\n" + trainer_view(token_value)
+
+    trainer_refresh.click(trainer_view, [token], [trainer])
+    trainer_start.click(trainer_start_now, [token], [trainer])
+    trainer_stop.click(trainer_stop_now, [token], [trainer])
 
     outputs = [table, pick, info, curves, history]
     refresh.click(load, [token], outputs)

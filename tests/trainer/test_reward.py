@@ -126,3 +126,94 @@ def test_report_from_scores_by_hand() -> None:
     assert report["thumbs_accuracy"] == pytest.approx(2 / 3)
     assert report["thumbs_auc"] == pytest.approx(1.0)  # the up vote outranks both down votes
     assert report_from_scores([], []) == {"pairs": 0.0, "thumbs": 0.0}
+
+
+def test_last_token_index_from_the_mask_by_hand() -> None:
+    from trainer.reward import last_token_index
+
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 1, 1, 0], [1, 0, 0, 0, 0]])
+    assert last_token_index(mask).tolist() == [2, 4, 3, 0]
+
+
+def test_score_is_read_at_the_last_real_token_even_where_it_is_the_pad_id(tiny_base: Path) -> None:
+    """pad = eos here as in SmolLM2: a sequence may hold the pad id inside (an end of turn in the prompt)
+    and end with it. Its score must be the head at its last real token, as if it were scored alone,
+    not at the first pad id (older transformers) nor at the last non-pad id (newer releases)."""
+    from trainer.reward import forward_scores
+
+    tokenizer = load_tokenizer(str(tiny_base))
+    pad = int(tokenizer.pad_token_id)
+    model = load_reward_model(str(tiny_base), config(), lora=False, pad_token_id=pad)
+    model.eval()
+    with torch.no_grad():  # a head that is not ~0, so positions give clearly different scores
+        model.score.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(0))
+    seqs = [[5, pad, 9, 11, 13], [5, 9, 11, pad], [7, 8], [5, pad, 9, pad]]
+
+    def alone(seq: list[int]) -> float:
+        with torch.no_grad():
+            hidden = model.model(input_ids=torch.tensor([seq])).last_hidden_state  # (1, len, hidden)
+            return float(model.score(hidden)[0, -1, 0])
+
+    with torch.no_grad():
+        batched = forward_scores(model, seqs, pad).tolist()
+    expected = [alone(s) for s in seqs]
+    assert batched == pytest.approx(expected, abs=1e-5)
+    # the library's pooling reads elsewhere for the sequences that end with the pad id
+    with torch.no_grad():
+        ids = torch.tensor([s + [pad] * (5 - len(s)) for s in seqs])
+        pooled = model(input_ids=ids).logits[:, 0].tolist()
+    assert pooled[1] != pytest.approx(expected[1], abs=1e-3)
+    assert pooled[3] != pytest.approx(expected[3], abs=1e-3)
+
+
+def test_score_keeps_input_order_when_batching_by_length(trained: RewardResult) -> None:
+    model, tokenizer, _ = load_for_scoring(trained.folder, device="cpu")
+    prompts = [p.prompt for p in HELDOUT[:6]]
+    completions = [p.chosen + " and more" * i for i, p in enumerate(HELDOUT[:6])]
+    together = score(model, tokenizer, prompts, completions, batch_size=4)
+    one_by_one = [
+        score(model, tokenizer, [p], [c], batch_size=1)[0] for p, c in zip(prompts, completions, strict=True)
+    ]
+    assert together == pytest.approx(one_by_one, abs=1e-5)
+
+
+def test_eval_reward_cli_reports_accuracy_with_an_interval_and_margins(
+    trained: RewardResult, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(
+            json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
+            for p in HELDOUT
+        )
+    )
+    margins = tmp_path / "margins.json"
+    out = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "reward",
+            "--model",
+            str(trained.folder),
+            "--pairs",
+            str(pairs),
+            "--device",
+            "cpu",
+            "--max-length",
+            str(config().max_length),
+            "--json",
+            "--margins-out",
+            str(margins),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout[out.stdout.index("{") :])
+    assert report["pair_accuracy"] == pytest.approx(trained.heldout["pair_accuracy"], abs=1e-6)
+    assert report["pair_accuracy_ci95_low"] < report["pair_accuracy"] <= report["pair_accuracy_ci95_high"]
+    written = json.loads(margins.read_text())
+    assert len(written) == len(HELDOUT)
+    assert sum(m > 0 for m in written) / len(written) == pytest.approx(report["pair_accuracy"])

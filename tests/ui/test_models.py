@@ -81,3 +81,43 @@ def test_training_curves_read_the_runs_ppo_metrics(tmp_path: Path) -> None:
     frame = training_curves(row(str(tmp_path)))
     assert len(frame) == 5 and set(frame["metric"]) == {"reward", "kl", "entropy"}
     assert training_curves(row(None)).empty
+
+
+def test_trainer_markdown_shows_the_running_phase_with_eta_and_escapes_values() -> None:
+    from ui.models import trainer_markdown
+    from ui.render import markdown_text
+
+    status = {
+        "running": True,
+        "pid": 12,
+        "refresh": {
+            "folder": "/var/runs/refresh-20261202-180000",
+            "status": "running",
+            "stop_requested": None,
+            "error": None,
+            "phases": [
+                {
+                    "name": "reward",
+                    "status": "running",
+                    "progress": {
+                        "phase": "reward model: training",
+                        "done": 30,
+                        "total": 120,
+                        "unit": "step",
+                        "eta_s": 905.0,
+                        "state": "running",
+                    },
+                    "metrics": {"step": 30, "loss": 0.61, "note": "x"},
+                },
+                {"name": "ppo", "status": "failed", "progress": None, "metrics": {}},
+            ],
+        },
+        "last": {"status": "failed", "started": "2026-12-01T10:00:00Z", "candidate": "<b>v9</b>"},
+    }
+    text = trainer_markdown(status)
+    assert "**Trainer:** refreshing" in text
+    label = markdown_text("reward model: training")
+    assert f"| {label} | running | 30/120 step | 15m05s | loss 0.61 |" in text
+    assert "| ppo | failed | - | - | - |" in text
+    assert "<b>" not in text  # escaped
+    assert trainer_markdown({"running": False, "refresh": None, "last": None}) == "**Trainer:** idle"
