@@ -69,7 +69,9 @@ def learned_gae(peaky_base: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 
 
 @pytest.mark.parametrize("variant", ["learned", "learned_gae"])
-def test_ppo_raises_the_reward_while_the_kl_stays_bounded(variant: str, request: pytest.FixtureRequest) -> None:
+def test_ppo_raises_the_reward_while_the_kl_stays_bounded(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
     trainer, result = request.getfixturevalue(variant)
     assert trainer.cfg.advantage == ("group" if variant == "learned" else "gae")
     logged = trainer.run.metrics()
@@ -95,7 +97,8 @@ def test_the_group_advantage_is_the_leave_one_out_reward(tiny_base: Path, tmp_pa
     cfg = config(rollout_batch=2, group_size=2, max_new_tokens=3, lora_targets="q_proj")
     trainer = trainer_for(tiny_base, tmp_path / "run", cfg)
     encoded, _ = trainer.generate(trainer.rows_for(PROMPTS[:2]))
-    assert len(encoded) == 4 and encoded[0].ids[: encoded[0].prompt_len] == encoded[1].ids[: encoded[1].prompt_len]
+    first, second = encoded[0], encoded[1]
+    assert len(encoded) == 4 and first.ids[: first.prompt_len] == second.ids[: second.prompt_len]
     rollouts, _ = trainer.make_rollouts(encoded, torch.tensor([1.0, 3.0, 5.0, 5.0]))
     # k = 2: A = r_i - r_other: (1 - 3, 3 - 1, 0, 0), on every response token of the row
     for row, expected in enumerate([-2.0, 2.0, 0.0, 0.0]):
