@@ -79,3 +79,15 @@ def test_gate_names_what_the_reward_win_rate_was_measured_on() -> None:
     }
     check = {c.name: c for c in evaluate_gate(report, GateThresholds()).checks}["reward_win_rate"]
     assert check.passed and "golden+logged prompts, 2 logged" in check.detail
+
+
+def test_the_drift_budget_bounds_the_kl_to_the_base_model() -> None:
+    within = report()
+    within["policy"]["kl_to_base"] = 20.0  # each refresh small, the sum of them near the budget
+    checks = {c.name: c for c in evaluate_gate(within, GateThresholds()).checks}
+    assert checks["drift"].passed and checks["drift"].value == 20.0 and checks["drift"].limit == 24.0
+    beyond = report()
+    beyond["policy"]["kl_to_base"] = 30.0  # the champion's KL (3.0) is fine; the drift from base is not
+    result = evaluate_gate(beyond, GateThresholds())
+    assert not result.passed and [c.name for c in result.checks if not c.passed] == ["drift"]
+    assert evaluate_gate(beyond, GateThresholds(max_drift=40.0)).passed
