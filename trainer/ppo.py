@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 
 VALUE_HEAD = "value_head.pt"
 SAME_AS_PARENT = Path("<parent>")  # the reference is the adapter training starts from
+NO_BUDGET = 1 << 30  # before `train` derives the prompt budget, prompts are sampled whole
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,7 @@ class PPOTrainer:
             self.unwrapped.policy,
             self.tokenizer,
             prompts,
-            max_prompt_tokens=self.prompt_budget,
+            max_prompt_tokens=self.prompt_budget or NO_BUDGET,
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature,
             top_p=cfg.top_p,

@@ -220,6 +220,8 @@ def test_rollout_logprobs_follow_the_sampling_temperature(tiny_base: Path, tmp_p
     cfg = config(temperature=0.5, rollout_batch=4, max_new_tokens=4, lora_targets="q_proj")
     trainer = trainer_for(tiny_base, tmp_path / "run", cfg)
     encoded, _ = trainer.generate(PROMPTS)
+    for enc, prompt in zip(encoded, PROMPTS, strict=True):  # no budget derived yet: whole prompts
+        assert enc.ids[: enc.prompt_len] == trainer.tokenizer(prompt, add_special_tokens=False)["input_ids"]
     rollouts, _ = trainer.make_rollouts(encoded, torch.zeros(len(encoded)))
     base = AutoModelForCausalLM.from_pretrained(str(tiny_base)).eval()  # = the policy before any update
     for row, enc in enumerate(encoded):
