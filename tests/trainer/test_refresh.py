@@ -232,6 +232,15 @@ def test_cli_help_lists_config_fields_and_rejects_bad_choices(tmp_path: Path) ->
         assert option in out.output
     bad = runner.invoke(app, ["train", "ppo", "--kl-estimator", "k9"])
     assert bad.exit_code != 0 and "k1" in bad.output
+    for option in ("--advantage", "--group-size"):
+        assert option in out.output
+    assert runner.invoke(app, ["train", "ppo", "--advantage", "value"]).exit_code != 0
+    kto = runner.invoke(app, ["train", "kto", "--help"], terminal_width=200)
+    assert kto.exit_code == 0
+    for option in ("--beta", "--desirable-weight", "--undesirable-weight", "--from-jsonl", "--kl-budget"):
+        assert option in kto.output
+    refresh_help = runner.invoke(app, ["train", "refresh", "--help"], terminal_width=200)
+    assert "kto" in refresh_help.output and "--derive-budgets" in refresh_help.output
     missing = runner.invoke(
         app, ["eval", "reward", "--model", str(tmp_path), "--pairs", str(tmp_path / "p.jsonl")]
     )
