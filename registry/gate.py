@@ -27,6 +27,7 @@ class GateThresholds:
     max_refusal_drop: float = 0.10  # refusals on unanswerable golden questions
     min_reward_win_rate: float = 0.5  # reward model prefers the candidate on at least this share
     max_kl: float = 12.0  # KL to the champion per response
+    max_drift: float = 24.0  # KL to the base model per response: the drift of every refresh so far
     max_length_drift: float = 0.5  # |mean length / champion's - 1|
 
 
@@ -152,6 +153,17 @@ def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateRes
     kl = _number((report.get("policy") or {}).get("kl_to_champion"))
     if kl is not None:
         checks.append(Check("kl", kl, thresholds.max_kl, kl <= thresholds.max_kl, "KL to the champion"))
+    base_kl = _number((report.get("policy") or {}).get("kl_to_base"))
+    if base_kl is not None:
+        checks.append(
+            Check(
+                "drift",
+                base_kl,
+                thresholds.max_drift,
+                base_kl <= thresholds.max_drift,
+                "KL to the base model: the cumulative drift of every refresh",
+            )
+        )
     drift = _number(evaluation.get("length_drift"))
     if drift is not None:
         checks.append(

@@ -1,4 +1,4 @@
-"""From reward-model scores to PPO advantages: per-token KL penalty, shaped rewards, GAE.
+"""From reward scores to PPO advantages: the group baseline (RLOO), per-token KL, shaped rewards, GAE.
 
 Pure functions over (batch, seq) tensors of response tokens. Masks are right-padded response masks
 (0/1 or bool); everything outside them comes out 0. Whitening is `trainer.losses.masked_whiten`.
@@ -83,3 +83,30 @@ def gae(
     advantages = torch.stack(reversed_advantages[::-1], dim=1)  # (batch, seq)
     returns = torch.where(keep, advantages + values, torch.zeros_like(values))
     return advantages, returns
+
+
+def rloo_advantages(scores: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Leave-one-out group baseline (RLOO, Ahmadian et al. 2024): each prompt was answered
+    `group_size` = k times, its k answers consecutive in `scores` (n_prompts·k,). The advantage of an
+    answer is its score minus the mean score of the prompt's other k - 1 answers:
+
+    A_i = r_i - (Σ_j r_j - r_i) / (k - 1)  =  k / (k - 1) · (r_i - mean_j r_j)
+
+    so a prompt whose answers all score alike gives no signal, whatever its level. Returns (n_prompts·k,).
+    """
+    if group_size < 2:
+        raise ValueError(f"the group baseline needs at least 2 samples per prompt, got {group_size}")
+    if scores.ndim != 1 or scores.shape[0] % group_size:
+        raise ValueError(
+            f"scores must be (n_prompts * {group_size},) with each prompt's answers consecutive, "
+            f"got shape {tuple(scores.shape)}"
+        )
+    groups = scores.reshape(-1, group_size)  # (n_prompts, k)
+    others = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)  # (n_prompts, k)
+    return (groups - others).reshape(-1)
+
+
+def token_advantages(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A sequence-level advantage (batch,) on every response token of its row (batch, seq), 0 elsewhere."""
+    spread = advantages.unsqueeze(-1).expand(mask.shape)  # (batch, seq)
+    return torch.where(mask.bool(), spread, torch.zeros_like(spread))

@@ -1,4 +1,4 @@
-"""`kbloop train sft|reward|ppo|dpo|refresh`, `kbloop eval reward`, `kbloop trainer run`.
+"""`kbloop train sft|reward|ppo|dpo|kto|refresh`, `kbloop eval reward`, `kbloop trainer run`.
 
 Every field of a training config (trainer/config.py) is an option with the field's help text, so the
 CLI and the configs cannot drift apart. Heavy imports happen inside the commands. Data comes from the
@@ -20,7 +20,15 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from trainer.config import DPOConfig, PPOConfig, RefreshConfig, RewardConfig, SFTConfig, TrainConfig
+from trainer.config import (
+    DPOConfig,
+    KTOConfig,
+    PPOConfig,
+    RefreshConfig,
+    RewardConfig,
+    SFTConfig,
+    TrainConfig,
+)
 
 train_app = typer.Typer(help="Train the policy and the reward model from feedback.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
@@ -222,7 +230,7 @@ def sft_command(
                     heldout = [d for d in golden if d.prompt_id in held]
                     golden = [d for d in golden if d.prompt_id not in held]
                 else:
-                    golden, heldout = split_by_prompt(golden, cfg.heldout_fraction, cfg.seed)
+                    golden, heldout = split_by_prompt(golden, cfg.heldout_fraction)
                 heldout_questions = {d.prompt_id for d in heldout}
                 typer.echo(
                     f"golden demonstrations: {len(golden)} for training, {len(heldout)} held out "
@@ -283,8 +291,8 @@ def reward_command(
         else:
             data = _store_data(cfg)
             pairs, thumbs = list(data.pairs), list(data.thumbs)
-        train_pairs, heldout_pairs = split_by_prompt(pairs, cfg.heldout_fraction, cfg.seed)
-        train_thumbs, heldout_thumbs = split_by_prompt(thumbs, cfg.heldout_fraction, cfg.seed)
+        train_pairs, heldout_pairs = split_by_prompt(pairs, cfg.heldout_fraction)
+        train_thumbs, heldout_thumbs = split_by_prompt(thumbs, cfg.heldout_fraction)
         run = _run(output, "reward", cfg)
         result = train_reward(
             base=version.base,
@@ -327,10 +335,46 @@ def dpo_command(
             pairs = render_prompts(read_jsonl_preferences(from_jsonl), load_tokenizer(version.base))
         else:
             pairs = list(_store_data(cfg).pairs)
-        train, heldout = split_by_prompt(pairs, cfg.heldout_fraction, cfg.seed)
+        train, heldout = split_by_prompt(pairs, cfg.heldout_fraction)
         run = _run(output, "dpo", cfg)
         result = train_dpo(
             base=version.base, parent_adapter=adapter, cfg=cfg, run=run, pairs=train, heldout=heldout
+        )
+        if not _is_main():
+            return
+        _print(result.metrics)
+        if result.published:
+            _register(models, version, run, register)
+        else:
+            raise _fail(str(result.metrics.get("refused")))
+
+    _guard(body)
+
+
+@command_with_config(
+    train_app, "kto", KTOConfig, "KTO on thumbs (unpaired good/bad answers), against the parent as reference."
+)
+def kto_command(
+    cfg: KTOConfig,
+    from_jsonl: Path | None = FROM_JSONL,
+    output: Path | None = OUTPUT,
+    parent: str = PARENT,
+    register: bool = REGISTER,
+) -> None:
+    def body() -> None:
+        from trainer.data import read_jsonl_thumbs, render_prompts, split_by_prompt
+        from trainer.kto import train_kto
+        from trainer.models import load_tokenizer
+
+        models, version, adapter = _parent(parent)
+        if from_jsonl is not None:
+            thumbs = render_prompts(read_jsonl_thumbs(from_jsonl), load_tokenizer(version.base))
+        else:
+            thumbs = list(_store_data(cfg).thumbs)
+        train, heldout = split_by_prompt(thumbs, cfg.heldout_fraction)
+        run = _run(output, "kto", cfg)
+        result = train_kto(
+            base=version.base, parent_adapter=adapter, cfg=cfg, run=run, thumbs=train, heldout=heldout
         )
         if not _is_main():
             return
@@ -431,6 +475,7 @@ def refresh_command(
             reward=RewardConfig(epochs=reward_epochs, seed=cfg.seed, device=device),  # type: ignore[arg-type]
             ppo=PPOConfig(iterations=ppo_iterations, seed=cfg.seed, device=device),  # type: ignore[arg-type]
             dpo=DPOConfig(seed=cfg.seed, device=device),  # type: ignore[arg-type]
+            kto=KTOConfig(seed=cfg.seed, device=device),  # type: ignore[arg-type]
             sft=SFTConfig(seed=cfg.seed, device=device),  # type: ignore[arg-type]
             evaluate=evaluate,
             eval_limit=eval_limit,
@@ -525,7 +570,7 @@ def trainer_run_command(
         float, typer.Option(help="Refresh at least this often when feedback arrived (0 = off).")
     ] = 24.0,
     poll_s: Annotated[float, typer.Option(help="Seconds between checks.")] = 60.0,
-    algo: Annotated[str, typer.Option(help="ppo or dpo.")] = "ppo",
+    algo: Annotated[str, typer.Option(help="ppo, dpo or kto.")] = "ppo",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Watch the feedback store; refresh when enough new feedback arrived or on a schedule."""
@@ -536,13 +581,14 @@ def trainer_run_command(
     from trainer.worker import Busy, Worker, WorkerConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if algo not in ("ppo", "dpo"):
-        raise typer.BadParameter("--algo must be ppo or dpo")
+    if algo not in ("ppo", "dpo", "kto"):
+        raise typer.BadParameter("--algo must be ppo, dpo or kto")
     configs = RefreshConfigs(
         refresh=RefreshConfig(algo=algo),  # type: ignore[arg-type]
         reward=RewardConfig(device=device),  # type: ignore[arg-type]
         ppo=PPOConfig(device=device),  # type: ignore[arg-type]
         dpo=DPOConfig(device=device),  # type: ignore[arg-type]
+        kto=KTOConfig(device=device),  # type: ignore[arg-type]
     )
     worker = Worker(_settings(), configs, WorkerConfig(min_feedback, interval_h, poll_s))
     if once or force:

@@ -27,7 +27,9 @@ class TrainConfig:
     max_steps: int = _f(0, "Stop after this many optimizer steps (0 = run all epochs).")
     batch_size: int = _f(4, "Examples per forward pass.")
     grad_accum: int = _f(1, "Forward passes accumulated per optimizer step.")
-    max_length: int = _f(512, "Longest prompt + response in tokens; longer prompts are cut from the left.")
+    max_length: int = _f(
+        512, "Longest prompt + response in tokens; longer prompts drop their lowest-ranked passages."
+    )
     max_grad_norm: float = _f(1.0, "Gradient clipping by global norm.")
     warmup_ratio: float = _f(0.05, "Share of steps with a linear learning-rate warm-up.")
     lora_r: int = _f(16, "LoRA rank.")
@@ -57,7 +59,7 @@ class RewardConfig(TrainConfig):
     """Reward model: Bradley–Terry on pairs plus weighted BCE on thumbs."""
 
     learning_rate: float = _f(1e-4, "AdamW learning rate.")
-    max_length: int = _f(384, "Longest prompt + response in tokens (prompts cut from the left).")
+    max_length: int = _f(384, "Longest prompt + response in tokens (longer prompts drop passages).")
     max_steps: int = _f(0, "Most optimizer steps per run (0 = every example once per epoch).")
     time_budget_min: float = _f(
         20.0,
@@ -78,6 +80,8 @@ class DPOConfig(TrainConfig):
     """Direct preference optimisation on the same pairs, against the champion as reference."""
 
     learning_rate: float = _f(5e-5, "AdamW learning rate.")
+    max_length: int = _f(0, "Longest prompt + response in tokens (0 = p95 of the prompts + response_tokens).")
+    response_tokens: int = _f(256, "Response budget added to the prompts' p95 when max_length is 0.")
     beta: float = _f(0.1, "DPO temperature: strength of the implicit KL anchor.")
     label_smoothing: float = _f(0.0, "Conservative DPO: assumed share of flipped labels.")
     kl_budget: float = _f(12.0, "Most KL to the champion per response; above it the result is not published.")
@@ -86,31 +90,72 @@ class DPOConfig(TrainConfig):
 
 
 @dataclass
-class PPOConfig(TrainConfig):
-    """PPO against the reward model, KL-anchored to the champion."""
+class KTOConfig(TrainConfig):
+    """KTO on thumbs: unpaired (prompt, answer, good/bad), against the champion as reference."""
 
-    learning_rate: float = _f(1e-4, "AdamW learning rate (policy LoRA + value head).")
-    iterations: int = _f(4, "Rollout + update rounds.")
-    rollout_batch: int = _f(8, "Prompts sampled per iteration.")
-    max_new_tokens: int = _f(48, "Longest sampled response.")
-    max_prompt_tokens: int = _f(320, "Prompts longer than this are cut from the left.")
-    temperature: float = _f(1.0, "Sampling temperature of the rollouts.")
-    top_p: float = _f(1.0, "Nucleus sampling of the rollouts.")
-    ppo_epochs: int = _f(2, "Update passes over each rollout batch.")
-    mini_batch: int = _f(4, "Rollouts per gradient step inside an update pass.")
+    learning_rate: float = _f(5e-5, "AdamW learning rate.")
+    max_length: int = _f(0, "Longest prompt + response in tokens (0 = p95 of the prompts + response_tokens).")
+    response_tokens: int = _f(256, "Response budget added to the prompts' p95 when max_length is 0.")
+    beta: float = _f(0.1, "KTO temperature: strength of the implicit KL anchor.")
+    desirable_weight: float = _f(1.0, "Weight λ_D of thumbs-up answers.")
+    undesirable_weight: float = _f(1.0, "Weight λ_U of thumbs-down answers.")
+    kl_budget: float = _f(12.0, "Most KL to the champion per response; above it the result is not published.")
+    kl_samples: int = _f(8, "Answers sampled after training to measure the KL to the champion.")
+    kl_max_new_tokens: int = _f(64, "Longest of those answers.")
+
+
+# the service's sampling defaults (service.answering.ChatInput, Settings.max_tokens_default); a test
+# keeps them equal
+SERVICE_TEMPERATURE = 0.3
+SERVICE_MAX_TOKENS = 256
+
+
+@dataclass
+class PPOConfig(TrainConfig):
+    """PPO against the reward, KL-anchored to the champion; a group baseline (RLOO) by default.
+
+    CPU sizing (SmolLM2-135M, 2 cores, ~550-token prompts): an iteration of 4 prompts × 4 answers
+    samples 16 answers, scores them, and takes 2 gradient steps of 8."""
+
+    learning_rate: float = _f(1e-4, "AdamW learning rate (policy LoRA, and the value head with gae).")
+    advantage: Literal["group", "gae"] = _f(
+        "group",
+        "group: k answers per prompt, advantage = reward − mean of the prompt's other answers (RLOO), "
+        "KL to the champion in the loss. gae: value head + GAE, KL in the per-token reward.",
+    )
+    group_size: int = _f(4, "Answers sampled per prompt (k) with the group baseline.")
+    iterations: int = _f(6, "Rollout + update rounds.")
+    rollout_batch: int = _f(4, "Prompts per iteration (each answered group_size times with `group`).")
+    max_new_tokens: int = _f(
+        128,
+        f"Longest sampled answer (the service allows {SERVICE_MAX_TOKENS}; fewer keep a CPU refresh short).",
+    )
+    max_prompt_tokens: int = _f(
+        0,
+        "Prompt budget; longer prompts drop their lowest-ranked passages (0 = p95 of the prompts' tokens).",
+    )
+    temperature: float = _f(SERVICE_TEMPERATURE, "Sampling temperature of the rollouts (the service's).")
+    top_p: float = _f(1.0, "Nucleus sampling of the rollouts (the service's).")
+    ppo_epochs: int = _f(1, "Update passes over each rollout batch.")
+    mini_batch: int = _f(8, "Rollouts per gradient step inside an update pass.")
     clip_range: float = _f(0.2, "PPO ratio clip.")
-    clip_range_value: float = _f(0.2, "Value-function clip around the rollout values.")
-    vf_coef: float = _f(0.1, "Weight of the value loss.")
+    clip_range_value: float = _f(0.2, "Value-function clip around the rollout values (gae).")
+    vf_coef: float = _f(0.1, "Weight of the value loss (gae).")
     entropy_coef: float = _f(0.0, "Weight of the entropy bonus.")
-    gamma: float = _f(1.0, "Discount.")
-    lam: float = _f(0.95, "GAE lambda.")
-    init_kl_coef: float = _f(0.05, "Initial β of the per-token KL penalty.")
+    gamma: float = _f(1.0, "Discount (gae).")
+    lam: float = _f(0.95, "GAE lambda (gae).")
+    init_kl_coef: float = _f(0.05, "Initial β of the KL penalty.")
     adaptive_kl: bool = _f(True, "Adapt β towards `target_kl` (Ziegler et al.).")
     target_kl: float = _f(6.0, "Target total KL per response for the adaptive controller.")
-    kl_horizon: int = _f(10000, "Adaptive controller horizon.")
-    kl_estimator: Literal["k1", "k3", "abs", "mse"] = _f("k1", "Per-token KL estimator in the reward.")
+    kl_horizon: int = _f(
+        32,
+        "Adaptive controller horizon in answers: β moves by up to 20%·(answers per iteration)/horizon per "
+        "iteration (10% with 16 answers), so it moves within one refresh.",
+    )
+    kl_estimator: Literal["k1", "k3", "abs", "mse"] = _f("k3", "Per-token KL estimator (k3: ≥ 0, unbiased).")
     max_approx_kl: float = _f(0.5, "Stop an update epoch early when approx-KL exceeds this.")
     kl_budget: float = _f(12.0, "Refuse to publish a candidate whose mean KL to the champion exceeds this.")
+    kl_samples: int = _f(8, "Fresh answers of the final policy that measure its KL to the champion and base.")
     reward_model: str = _f("", "Reward model folder ('' = the newest one under DATA_DIR/reward).")
     checkpoint_every: int = _f(1, "Save a resumable checkpoint every N iterations.")
     log_every: int = _f(1, "Write metrics every N iterations.")
@@ -120,7 +165,9 @@ class PPOConfig(TrainConfig):
 class RefreshConfig:
     """The configured pipeline from the store: reward model update, then PPO (or DPO)."""
 
-    algo: Literal["ppo", "dpo"] = _f("ppo", "Policy update: PPO against the reward model, or DPO on pairs.")
+    algo: Literal["ppo", "dpo", "kto"] = _f(
+        "ppo", "Policy update: PPO against the reward, DPO on pairs, or KTO on thumbs."
+    )
     sft_first: bool = _f(False, "Run SFT on new demonstrations before the policy update.")
     full_retrain: bool = _f(False, "Train the reward model from the policy base instead of warm-starting.")
     replay_ratio: float = _f(1.0, "Old examples replayed per new one when the reward model warm-starts.")
@@ -131,6 +178,12 @@ class RefreshConfig:
         "Fewest held-out logged prompts for the gate's reward win rate alone (fewer: golden ones pooled in).",
     )
     seed: int = _f(0, "Random seed for the whole pipeline.")
+    derive_budgets: bool = _f(
+        True,
+        "Set each phase's token budget from the logged prompts (p95 + the response budget) instead of "
+        "its max_length.",
+    )
+    response_tokens: int = _f(256, "Response budget added to the prompts' p95 by derive_budgets.")
 
 
 def field_help(config_type: type) -> dict[str, str]:

@@ -26,7 +26,8 @@ a passage restricted to groups never trains the model served to everyone (`share
 each table) in the result; passing it back as `as_of` reads exactly the same rows again, whatever was
 written since.
 Then the hygiene, each a pure function usable on its own: `dedupe`, `cap_per_user`,
-`balance_positions`; `split_by_prompt` is left to the caller. TRL JSONL files (ours from `kbloop
+`balance_positions`; `split_by_prompt` (stable: by question hash, paraphrases together) is left to
+the caller. TRL JSONL files (ours from `kbloop
 export`, or anyone's) are read by `read_jsonl_preferences`, `read_jsonl_thumbs` and
 `read_jsonl_demonstrations`; a malformed line is a DataError naming the file and line, and rows marked
 with `restricted_groups` are left out.
@@ -40,10 +41,10 @@ import logging
 import os
 import random
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from feedback.connection import rows
 from feedback.export import filters, pair_problem, pair_prompt, restricted_groups, thumb_problem
@@ -591,27 +592,98 @@ def balance_positions(pairs: Sequence[PreferencePair]) -> tuple[list[PreferenceP
     ], report
 
 
-def _unit(seed: int, key: str) -> float:
-    """A number in [0, 1) drawn from (seed, key) alone."""
-    return int(hashlib.sha256(f"{seed}\x1f{key}".encode()).hexdigest()[:16], 16) / 2**64
+# MiniLM (the bundled all-MiniLM-L6-v2) cosine at or above which two questions are paraphrases. Measured
+# by bench/paraphrase_threshold.py (2026-12-02): the 2,278 pairs of distinct golden questions reach 0.700
+# at most (none at 0.72); 17 written paraphrases of golden questions have a median of 0.779 and 10 of 17
+# are at or above 0.72; no question of bench/questions/extra-heldout.jsonl comes within 0.68 of a golden
+# one. Paraphrases below it stay apart (separate hashes): a leak this threshold does not catch.
+PARAPHRASE_COSINE = 0.72
+
+
+def _unit(key: str) -> float:
+    """A number in [0, 1) from `key` alone (a prompt_id: the question's normalised-text hash)."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:16], 16) / 2**64
+
+
+def paraphrase_groups(
+    questions: dict[str, str], embed: Any, threshold: float = PARAPHRASE_COSINE
+) -> dict[str, str]:
+    """prompt_id -> the id that decides its side: the smallest id of its group of near-duplicate
+    questions (union-find over the pairs whose embeddings' cosine is >= `threshold`). `questions` maps
+    prompt_id -> question text; `embed(texts)` returns one vector per text."""
+    import numpy as np
+
+    ids = sorted(questions)
+    parent = {pid: pid for pid in ids}
+
+    def root(pid: str) -> str:
+        while parent[pid] != pid:
+            parent[pid] = parent[parent[pid]]
+            pid = parent[pid]
+        return pid
+
+    if len(ids) >= 2:
+        vectors = np.asarray(embed([questions[pid] for pid in ids]), dtype=np.float64)
+        vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        similar = np.argwhere(np.triu(vectors @ vectors.T, k=1) >= threshold)
+        for a, b in similar.tolist():
+            ra, rb = root(ids[a]), root(ids[b])
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)  # the group's root is its smallest id
+    return {pid: root(pid) for pid in ids}
 
 
 def split_by_prompt(
-    items: Sequence[Example], heldout_fraction: float, seed: int
+    items: Sequence[Example],
+    heldout_fraction: float,
+    *,
+    embed: Any = None,
+    threshold: float = PARAPHRASE_COSINE,
 ) -> tuple[list[Example], list[Example]]:
-    """(train, held out): every example of a prompt_id on the same side. A prompt is held out when a
-    number drawn from (seed, prompt_id) is below `heldout_fraction`, so it stays held out as data
-    grows and in the split of every kind of example. With few prompts: at least one stays in train, and
-    a fraction above 0 holds out at least one when there are two or more."""
+    """(train, held out): a stable function of the question, the same in every round and refresh and
+    for every seed. Every example of a prompt_id is on the same side, and with `embed` (the bundled
+    MiniLM's `encode`) so is every paraphrase (`paraphrase_groups`): a group is held out when the
+    number drawn from its smallest prompt_id (a hash of the normalised question) is below
+    `heldout_fraction`, so it stays held out as data grows, in the split of every kind of example.
+    With few groups: at least one stays in train, and a fraction above 0 holds out at least one when
+    there are two or more."""
+    held = heldout_prompt_ids(items, heldout_fraction, embed=embed, threshold=threshold)
+    return [i for i in items if i.prompt_id not in held], [i for i in items if i.prompt_id in held]
+
+
+class Prompted(Protocol):
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def prompt_id(self) -> str: ...
+
+
+def heldout_prompt_ids(
+    items: Iterable[Prompted],
+    heldout_fraction: float,
+    *,
+    embed: Any = None,
+    threshold: float = PARAPHRASE_COSINE,
+) -> set[str]:
+    """The prompt_ids `split_by_prompt` holds out of `items` (anything with a prompt and a prompt_id:
+    examples, logged prompts), so every kind of data can be split by one decision."""
     if not 0 <= heldout_fraction < 1:
         raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
-    draws = {pid: _unit(seed, pid) for pid in sorted({item.prompt_id for item in items})}
-    held = {pid for pid, u in draws.items() if u < heldout_fraction}
+    questions: dict[str, str] = {}
+    for item in items:  # the question a prompt asks, as the prompt_id hashed it
+        questions.setdefault(item.prompt_id, " ".join(prompt_key(item.prompt).split()))
+    if embed is not None:
+        group = paraphrase_groups(questions, embed, threshold)
+    else:
+        group = {pid: pid for pid in questions}
+    draws = {g: _unit(g) for g in sorted(set(group.values()))}
+    held = {g for g, u in draws.items() if u < heldout_fraction}
     if held and len(held) == len(draws):
         held.discard(max(draws, key=draws.__getitem__))
     if not held and heldout_fraction > 0 and len(draws) >= 2:
         held.add(min(draws, key=draws.__getitem__))
-    return [i for i in items if i.prompt_id not in held], [i for i in items if i.prompt_id in held]
+    return {pid for pid, g in group.items() if g in held}
 
 
 # -- TRL JSONL files --------------------------------------------------------------------------------

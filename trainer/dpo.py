@@ -1,8 +1,11 @@
 """DPO on the same preference pairs the reward model learns from, as an alternative to PPO.
 
 The reference is the champion: the frozen `reference` adapter (or the bare base when the champion
-has none) on the same backbone, so it costs no second copy of the weights. Reference log-probs are
-computed once before training (they never change) and kept with the examples. After training, the
+has none) on the same backbone, so it costs no second copy of the weights; when training starts from
+another adapter (an SFT result), `reference_adapter` keeps the champion as the reference. Reference
+log-probs are computed once before training (they never change) and kept with the examples, under the
+same autocast (bf16 on a GPU) as the policy's in training, so the two agree at step 0. The token budget
+is the prompts' p95 plus the response budget unless `max_length` is set. After training, the
 policy's KL to the champion is measured on fresh samples (trainer.divergence); above `kl_budget` the
 adapter is kept in the run folder but not published as a candidate.
 """
@@ -16,17 +19,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from trainer.config import DPOConfig
 from trainer.divergence import sampled_kl
 from trainer.errors import TrainerError
 from trainer.loop import accelerator_for, fit
 from trainer.losses import dpo_loss
-from trainer.models import load_policy, load_tokenizer, pick_device, reference_mode, save_policy_adapter
+from trainer.models import (
+    load_policy,
+    load_tokenizer,
+    pick_device,
+    reference_mode,
+    save_policy_adapter,
+    set_reference,
+)
 from trainer.runs import Run
-from trainer.sequences import sequence_logprobs
-from trainer.tokens import Encoded, encode
+from trainer.sequences import progress, sequence_logprobs
+from trainer.tokens import Encoded, derive_max_length, encode
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +81,48 @@ def dpo_batch_loss(
 
 
 @torch.no_grad()
-def reference_logprobs(model: Any, encoded: Sequence[Encoded], pad_id: int, batch_size: int) -> list[float]:
+def reference_logprobs(
+    model: Any, encoded: Sequence[Encoded], pad_id: int, batch_size: int, accelerator: Any
+) -> list[float]:
+    """Summed answer log-probs under the reference, under the accelerator's autocast (as in training)."""
     out: list[float] = []
     model.eval()
-    with reference_mode(model):
-        for start in tqdm(range(0, len(encoded), batch_size), desc="reference log-probs", unit="batch"):
-            out += sequence_logprobs(model, encoded[start : start + batch_size], pad_id).tolist()
+    bar = progress(total=len(encoded), desc="reference log-probs", unit="seq")
+    with reference_mode(model), accelerator.autocast():
+        for start in range(0, len(encoded), batch_size):
+            out += sequence_logprobs(model, encoded[start : start + batch_size], pad_id).float().tolist()
+            bar.update(len(encoded[start : start + batch_size]))
+    bar.close()
     return out
+
+
+def encode_pairs(tokenizer: Any, pairs: Sequence[Pair], max_length: int) -> list[tuple[Encoded, Encoded]]:
+    """(chosen, rejected) sequences of each pair: the same prompt, fitted to the budget by passages."""
+    return [
+        (
+            encode(tokenizer, p.prompt, p.chosen, max_length, add_eos=True),
+            encode(tokenizer, p.prompt, p.rejected, max_length, add_eos=True),
+        )
+        for p in pairs
+    ]
+
+
+def pair_items(
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[Pair],
+    max_length: int,
+    batch_size: int,
+    accelerator: Any,
+) -> list[DPOItem]:
+    encoded = encode_pairs(tokenizer, pairs, max_length)
+    chosen, rejected = [c for c, _ in encoded], [r for _, r in encoded]
+    ref = reference_logprobs(model, chosen + rejected, int(tokenizer.pad_token_id), batch_size, accelerator)
+    n = len(pairs)
+    return [
+        DPOItem(c, r, rc, rr, p.weight)
+        for c, r, rc, rr, p in zip(chosen, rejected, ref[:n], ref[n:], pairs, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -96,25 +140,27 @@ def train_dpo(
     run: Run,
     pairs: Sequence[Pair],
     heldout: Sequence[Pair] = (),
+    reference_adapter: Path | str | None = "parent",
 ) -> DPOResult:
+    """`reference_adapter`: the champion's adapter (None: the bare base) when `parent_adapter` is
+    another one; "parent" = the parent is the reference."""
     if not pairs:
         raise TrainerError("DPO needs preference pairs; none were given")
     tokenizer = load_tokenizer(base)
     device = pick_device(cfg.device)
     accelerator = accelerator_for(device)
     model = load_policy(base, parent_adapter, cfg, with_reference=True)
+    if reference_adapter != "parent" and reference_adapter != parent_adapter:
+        set_reference(model, None if reference_adapter is None else Path(reference_adapter))
     model.to(accelerator.device)
     pad = int(tokenizer.pad_token_id)
+    max_length = cfg.max_length or derive_max_length(
+        tokenizer, [p.prompt for p in pairs], cfg.response_tokens
+    )
+    run.update(max_length=max_length)
 
     def items(rows: Sequence[Pair]) -> list[DPOItem]:
-        chosen = [encode(tokenizer, p.prompt, p.chosen, cfg.max_length, add_eos=True) for p in rows]
-        rejected = [encode(tokenizer, p.prompt, p.rejected, cfg.max_length, add_eos=True) for p in rows]
-        ref = reference_logprobs(model, chosen + rejected, pad, cfg.batch_size)
-        n = len(rows)
-        return [
-            DPOItem(c, r, rc, rr, p.weight)
-            for c, r, rc, rr, p in zip(chosen, rejected, ref[:n], ref[n:], rows, strict=True)
-        ]
+        return pair_items(model, tokenizer, rows, max_length, cfg.batch_size, accelerator)
 
     train_items, heldout_items = items(pairs), items(heldout) if heldout else []
     fitted = fit(
@@ -142,7 +188,7 @@ def train_dpo(
         prompts[: max(cfg.kl_samples, 1)],
         samples=cfg.kl_samples,
         max_new_tokens=cfg.kl_max_new_tokens,
-        max_prompt_tokens=cfg.max_length,
+        max_prompt_tokens=max_length,
         seed=cfg.seed,
     )
     with run.publishing() as staging:
@@ -156,6 +202,7 @@ def train_dpo(
         "pairs": len(pairs),
         "kl_to_champion": kl,
         "kl_budget": cfg.kl_budget,
+        "max_length": max_length,
     }
     published = kl <= cfg.kl_budget
     if not published:

@@ -1,4 +1,4 @@
-"""The losses of the loop: masked statistics, token log-probs, reward-model, DPO and PPO objectives.
+"""The losses of the loop: masked statistics, token log-probs, reward-model, DPO, KTO and PPO objectives.
 
 Pure functions: tensors in, tensors out, no I/O and no state. Masks are 0/1 or bool tensors of the
 same shape as the values they select; a masked-out value never changes a result (it is replaced,
@@ -194,3 +194,44 @@ def ppo_value_loss(
     loss = 0.5 * masked_mean(torch.maximum(unclipped_loss, clipped_loss), keep)
     clip_fraction = masked_mean((clipped_loss > unclipped_loss).to(values.dtype), keep).detach()
     return loss, clip_fraction
+
+
+def kto_reference_point(policy_logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
+    """KTO's reference point z₀: an estimate of KL(π ‖ π_ref) from answers paired with prompts they were
+    not written for (each prompt with another example's answer), max(0, mean(log π - log π_ref)),
+    detached (no gradient flows through it). Inputs (batch,) summed log-probs; returns a scalar."""
+    return (policy_logps - ref_logps).mean().clamp_min(0.0).detach()
+
+
+def kto_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    desirable: torch.Tensor,
+    reference_point: torch.Tensor | float,
+    beta: float,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kahneman–Tversky optimisation (Ethayarajh et al. 2024) on unpaired thumbs:
+
+    r = log π(y|x) - log π_ref(y|x);   z₀ = the reference point (`kto_reference_point`)
+    v = λ_D·σ(β·(r - z₀)) for a desirable (thumbs-up) answer,  λ_U·σ(β·(z₀ - r)) for an undesirable one
+    loss = mean of λ_y - v                                        (weighted mean with weights)
+    policy_logps, ref_logps (batch,) summed answer log-probs; desirable (batch,) bool or 0/1.
+    Returns (loss, rewards β·r (batch,) detached, for logging).
+    """
+    good = desirable.bool()
+    logratios = policy_logps - ref_logps  # (batch,)
+    z0 = torch.as_tensor(reference_point, dtype=logratios.dtype, device=logratios.device)
+    value = torch.where(
+        good,
+        desirable_weight * torch.sigmoid(beta * (logratios - z0)),
+        undesirable_weight * torch.sigmoid(beta * (z0 - logratios)),
+    )  # (batch,)
+    lam = torch.where(
+        good,
+        torch.full_like(logratios, desirable_weight),
+        torch.full_like(logratios, undesirable_weight),
+    )
+    return _weighted_mean(lam - value, weights), (beta * logratios).detach()

@@ -110,6 +110,22 @@ def load_policy(base: str, adapter: Path | None, cfg: TrainConfig, *, with_refer
     return model
 
 
+def set_reference(model: Any, adapter: Path | None) -> None:
+    """Make `adapter` the frozen reference (None: the bare base) of a policy from `load_policy`, when
+    training starts from another adapter than the one it is anchored to (an SFT result before PPO, DPO
+    or KTO: the KL stays measured against the champion)."""
+    if REFERENCE in getattr(model, "peft_config", {}):
+        model.delete_adapter(REFERENCE)
+    if adapter is not None:
+        try:
+            model.load_adapter(str(adapter), adapter_name=REFERENCE, is_trainable=False)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise TrainerError(f"cannot load the reference adapter {adapter}: {exc}") from exc
+    model.set_adapter(POLICY)
+    for name, param in model.named_parameters():
+        param.requires_grad = f".{POLICY}." in name and "lora_" in name
+
+
 def reference_mode(model: Any) -> AbstractContextManager[Any]:
     """Forward passes inside this context use the frozen reference (the champion)."""
     if REFERENCE in getattr(model, "peft_config", {}):

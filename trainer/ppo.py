@@ -1,14 +1,26 @@
-"""PPO refresh of the policy against the reward model, KL-anchored to the champion.
+"""PPO refresh of the policy against the reward, KL-anchored to the champion.
 
 One iteration:
-1. rollouts: `rollout_batch` real logged prompts (with the passages the service retrieved) are
-   answered by the current policy (sampling);
-2. scoring: the reward model scores each (prompt, response), normalised with its stored mean/std;
-   the frozen reference (the champion) gives per-token log-probs for the KL penalty;
-3. advantages: reward = score at the last response token − β·KL per token; GAE(γ, λ); whitening;
-4. update: `ppo_epochs` passes of clipped-surrogate + clipped-value − entropy-bonus over mini-batches,
-   gradient clipping, an epoch stops early when approx-KL exceeds `max_approx_kl`;
-5. β adapts toward `target_kl`; metrics go to metrics.jsonl; a checkpoint is written.
+1. rollouts: `rollout_batch` real logged prompts (the service's rendered prompts, with the passages it
+   retrieved; over the prompt budget they drop their lowest-ranked passages, never cut from the left)
+   are answered by the current policy at the service's temperature, `group_size` times each with the
+   group baseline;
+2. scoring: the `Scorer` (the reward model, or whatever the refresh plugs in) scores each (prompt,
+   response), normalised with its mean/std; the frozen reference (the champion) gives per-token
+   log-probs for the KL;
+3. advantages, by `advantage`:
+   - `group` (default): RLOO, each answer's score minus the mean of its prompt's other answers, on every
+     token of the answer; the KL to the champion (k3 estimator by default) is a term of the LOSS,
+     β·mean_t k3_t, so no value head is needed;
+   - `gae`: the KL is in the REWARD (score at the last token − β·KL per token), GAE(γ, λ) with the value
+     head, whitened; the value head starts from the parent's `value_head.pt` when it has one;
+4. update: `ppo_epochs` passes of clipped surrogate (+ clipped value loss with gae, + β·KL with group,
+   − entropy bonus) over mini-batches, gradient clipping, an epoch stops early when approx-KL exceeds
+   `max_approx_kl`;
+5. β adapts toward `target_kl` (a horizon of a few dozen answers: it moves within one refresh); metrics
+   go to metrics.jsonl; a checkpoint is written.
+After the last iteration, fresh answers of the final policy measure its KL to the champion (the budget)
+and to the base model (the cumulative drift over every refresh so far, which the gate bounds).
 
 Policy and value head share one backbone forward pass (the value head reads the last hidden state),
 and the reference is the same backbone with the champion's frozen adapter (or none): three roles, one
@@ -27,10 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from trainer import checkpoint
-from trainer.advantages import gae, kl_penalized_rewards
+from trainer.advantages import gae, kl_penalized_rewards, kl_penalty, rloo_advantages, token_advantages
 from trainer.config import PPOConfig
 from trainer.errors import TrainerError
 from trainer.kl_control import AdaptiveKLController, FixedKLController
@@ -51,17 +62,25 @@ from trainer.models import (
     pick_device,
     reference_mode,
     save_policy_adapter,
+    set_reference,
 )
 from trainer.runs import Run
-from trainer.sequences import sample_responses
-from trainer.tokens import Encoded, pad_right
+from trainer.sequences import progress, sample_responses
+from trainer.tokens import Encoded, count, pad_right, quantile
 
 log = logging.getLogger(__name__)
 
 
+VALUE_HEAD = "value_head.pt"
+SAME_AS_PARENT = Path("<parent>")  # the reference is the adapter training starts from
+NO_BUDGET = 1 << 30  # before `train` derives the prompt budget, prompts are sampled whole
+
+
 @dataclass(frozen=True)
 class Scorer:
-    """The reward: a function of (prompts, responses) -> scores, and the mean/std that normalise it."""
+    """The reward: a function of (prompts, responses) -> scores, and the mean/std that normalise it.
+    PPO knows nothing else about the reward: any scorer (the reward model, a composite of it and
+    verifiable checks) plugs in here."""
 
     score: Callable[[Sequence[str], Sequence[str]], list[float]]
     mean: float = 0.0
@@ -160,14 +179,24 @@ class PPOTrainer:
         reward: Scorer,
         cfg: PPOConfig,
         run: Run,
+        reference_adapter: Path | None = SAME_AS_PARENT,
+        value_head: Path | None = None,
     ) -> None:
+        """`reference_adapter`: the champion's adapter (None: the bare base) when training starts from
+        another one (an SFT result); `value_head`: the value head to continue from (default: the
+        parent's `value_head.pt`, when there is one)."""
+        if cfg.advantage == "group" and cfg.group_size < 2:
+            raise TrainerError(f"the group baseline needs group_size >= 2, got {cfg.group_size}")
         self.cfg, self.run = cfg, run
         self.tokenizer = load_tokenizer(base)
         self.tokenizer.padding_side = "left"
         self.device = pick_device(cfg.device)
         self.accelerator = accelerator_for(self.device)
         policy = load_policy(base, parent_adapter, cfg, with_reference=True)
+        if reference_adapter != SAME_AS_PARENT and reference_adapter != parent_adapter:
+            set_reference(policy, reference_adapter)
         head = ValueHead.create(hidden_size(policy), cfg.seed)
+        self.value_head_from = self._carry_value_head(head, value_head, parent_adapter)
         self.model = PolicyWithValue(policy, head)
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = adamw(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -180,6 +209,20 @@ class PPOTrainer:
             else FixedKLController(cfg.init_kl_coef)
         )
         self.pad = int(self.tokenizer.pad_token_id)
+        self.prompt_budget = cfg.max_prompt_tokens
+
+    @staticmethod
+    def _carry_value_head(head: torch.nn.Module, source: Path | None, parent: Path | None) -> str | None:
+        """Load the value head a previous refresh saved (a head of another shape starts fresh)."""
+        path = source or (parent / VALUE_HEAD if parent is not None else None)
+        if path is None or not path.is_file():
+            return None
+        try:
+            head.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+        except (RuntimeError, OSError, ValueError) as exc:
+            log.warning("value head %s not loaded (%s): starting a fresh one", path, exc)
+            return None
+        return str(path)
 
     @property
     def unwrapped(self) -> PolicyWithValue:
@@ -188,13 +231,14 @@ class PPOTrainer:
 
     # -- rollouts -------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str]) -> tuple[list[Encoded], list[str]]:
-        """Sample one response per prompt with the policy; (prompt + response token ids, response texts)."""
+        """Sample one response per prompt with the policy; (prompt + response token ids, response texts).
+        Prompts over the prompt budget drop their lowest-ranked passages first."""
         cfg = self.cfg
         return sample_responses(
             self.unwrapped.policy,
             self.tokenizer,
             prompts,
-            max_prompt_tokens=cfg.max_prompt_tokens,
+            max_prompt_tokens=self.prompt_budget or NO_BUDGET,
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature,
             top_p=cfg.top_p,
@@ -217,9 +261,11 @@ class PPOTrainer:
         return token_logprobs(logits, labels_for(ids, keep)), values[:, :-1], logits
 
     @torch.no_grad()
-    def make_rollouts(
-        self, encoded: list[Encoded], normalised: torch.Tensor
-    ) -> tuple[Rollouts, torch.Tensor]:
+    def logprobs(
+        self, encoded: list[Encoded]
+    ) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, attention, keep, mask, log-probs, values, reference log-probs) of sampled answers; the
+        per-token tensors are (batch, keep-1) over the response window, in float32."""
         device = self.accelerator.device
         ids, attention = pad_right([e.ids for e in encoded], self.pad)
         ids, attention = ids.to(device), attention.to(device)
@@ -233,24 +279,41 @@ class PPOTrainer:
                     input_ids=ids, attention_mask=attention, logits_to_keep=keep
                 ).logits
         ref_logprobs = token_logprobs(ref_logits[:, :-1] / self.cfg.temperature, labels_for(ids, keep))
-        logprobs, values, ref_logprobs = logprobs.float(), values.float(), ref_logprobs.float()
-        rewards, kl = kl_penalized_rewards(
-            normalised.to(device), logprobs, ref_logprobs, mask, self.kl_ctl.value, self.cfg.kl_estimator
-        )
-        advantages, returns = gae(rewards, values, mask, self.cfg.gamma, self.cfg.lam)
-        advantages = masked_whiten(advantages, mask) * mask
+        return ids, attention, keep, mask, logprobs.float(), values.float(), ref_logprobs.float()
+
+    @torch.no_grad()
+    def make_rollouts(
+        self, encoded: list[Encoded], normalised: torch.Tensor
+    ) -> tuple[Rollouts, torch.Tensor]:
+        """The rollouts and their per-token KL to the reference (batch, keep-1). With the group
+        baseline, `encoded` holds each prompt's `group_size` answers consecutively."""
+        cfg = self.cfg
+        ids, attention, keep, mask, logprobs, values, ref_logprobs = self.logprobs(encoded)
+        scores = normalised.to(mask.device)
+        if cfg.advantage == "group":
+            kl = torch.where(
+                mask.bool(), kl_penalty(logprobs, ref_logprobs, cfg.kl_estimator), torch.zeros_like(logprobs)
+            )
+            advantages = token_advantages(rloo_advantages(scores, cfg.group_size), mask)
+            returns = torch.zeros_like(values)
+        else:
+            rewards, kl = kl_penalized_rewards(
+                scores, logprobs, ref_logprobs, mask, self.kl_ctl.value, cfg.kl_estimator
+            )
+            advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+            advantages = masked_whiten(advantages, mask) * mask
         rollouts = Rollouts(ids, attention, keep, mask, logprobs, ref_logprobs, values, advantages, returns)
         return rollouts, kl
 
     # -- update ---------------------------------------------------------------------------------
     def update(self, r: Rollouts, iteration: int) -> dict[str, float]:
         cfg = self.cfg
+        group = cfg.advantage == "group"
         self.model.train()
         n = r.ids.shape[0]
         generator = torch.Generator().manual_seed(cfg.seed * 7919 + iteration)
-        stats: dict[str, list[float]] = {
-            k: [] for k in ("pg_loss", "vf_loss", "entropy", "clipfrac", "vf_clipfrac", "approx_kl")
-        }
+        names = ("pg_loss", "vf_loss", "kl_loss", "entropy", "clipfrac", "vf_clipfrac", "approx_kl")
+        stats: dict[str, list[float]] = {k: [] for k in names}
         early_stopped = 0
         for _epoch in range(cfg.ppo_epochs):
             order = torch.randperm(n, generator=generator).tolist()
@@ -264,11 +327,22 @@ class PPOTrainer:
                 pg_loss, clipfrac, approx_kl = ppo_policy_loss(
                     logprobs, r.logprobs[rows], r.advantages[rows], mask, cfg.clip_range
                 )
-                vf_loss, vf_clipfrac = ppo_value_loss(
-                    values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value
-                )
-                entropy = masked_mean(entropy_from_logits(logits), mask)
-                loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * entropy
+                if cfg.entropy_coef:
+                    entropy = masked_mean(entropy_from_logits(logits), mask)
+                else:  # logged only: no graph through a (batch, seq, vocab) softmax
+                    with torch.no_grad():
+                        entropy = masked_mean(entropy_from_logits(logits.detach()), mask)
+                loss = pg_loss - cfg.entropy_coef * entropy
+                if group:  # the KL to the champion is in the loss: β·mean_t k3_t
+                    kl_loss = masked_mean(kl_penalty(logprobs, r.ref_logprobs[rows], cfg.kl_estimator), mask)
+                    vf_loss, vf_clipfrac = torch.zeros(()), torch.zeros(())
+                    loss = loss + self.kl_ctl.value * kl_loss
+                else:
+                    vf_loss, vf_clipfrac = ppo_value_loss(
+                        values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value
+                    )
+                    kl_loss = torch.zeros(())
+                    loss = loss + cfg.vf_coef * vf_loss
                 self.accelerator.backward(loss)
                 self.accelerator.clip_grad_norm_(self.params, cfg.max_grad_norm)
                 self.optimizer.step()
@@ -276,6 +350,7 @@ class PPOTrainer:
                 for key, value in (
                     ("pg_loss", pg_loss),
                     ("vf_loss", vf_loss),
+                    ("kl_loss", kl_loss),
                     ("entropy", entropy),
                     ("clipfrac", clipfrac),
                     ("vf_clipfrac", vf_clipfrac),
@@ -301,10 +376,18 @@ class PPOTrainer:
             "history": history,
         }
 
+    def rows_for(self, chosen: Sequence[str]) -> list[str]:
+        """The prompts to sample: each `group_size` times in a row with the group baseline."""
+        k = self.cfg.group_size if self.cfg.advantage == "group" else 1
+        return [p for p in chosen for _ in range(k)]
+
     def train(self, prompts: Sequence[str]) -> PPOResult:
         cfg = self.cfg
         if not prompts:
             raise TrainerError("PPO needs prompts (logged questions with their passages); none were given")
+        if not self.prompt_budget:  # p95 of the prompts' token counts: most prompts keep every passage
+            distinct = list(dict.fromkeys(prompts))
+            self.prompt_budget = math.ceil(quantile([count(self.tokenizer, p) for p in distinct], 0.95))
         start = 0
         history: dict[str, Any] = {"first_lengths": [], "kl": []}
         saved = checkpoint.load(self.run.checkpoint_dir)
@@ -316,24 +399,29 @@ class PPOTrainer:
             start, history = int(saved["iteration"]), saved["history"]
         if self.accelerator.is_main_process:
             self.run.truncate_metrics(start)  # iterations past the checkpoint (or all, without one) run again
-        bar = tqdm(
+            self.run.update(prompt_budget=self.prompt_budget, value_head_from=self.value_head_from)
+        bar = progress(
             total=cfg.iterations,
             initial=start,
-            desc="PPO",
+            desc=f"PPO ({cfg.advantage})",
             unit="iter",
             disable=not self.accelerator.is_main_process,
         )
         last: dict[str, float] = {}
         for iteration in range(start, cfg.iterations):
             chosen = pick_prompts(prompts, cfg.rollout_batch, cfg.seed * 104729 + iteration)
-            # with several processes each samples its own share of the batch
+            # with several processes each samples its own share of the prompts (a group stays together)
             chosen = chosen[self.accelerator.process_index :: self.accelerator.num_processes] or chosen[:1]
+            rows = self.rows_for(chosen)
             t0 = time.perf_counter()
-            encoded, texts = self.generate(chosen)
+            bar.set_postfix_str("rollouts")
+            encoded, texts = self.generate(rows)
             t1 = time.perf_counter()
-            raw, normalised = self.scores(chosen, texts)
+            bar.set_postfix_str("scoring")
+            raw, normalised = self.scores(rows, texts)
             rollouts, kl = self.make_rollouts(encoded, normalised)
             t2 = time.perf_counter()
+            bar.set_postfix_str("update")
             update = self.update(rollouts, iteration)
             t3 = time.perf_counter()
             lengths = rollouts.mask.sum(dim=1).float()
@@ -347,12 +435,15 @@ class PPOTrainer:
                 "kl": kl_per_response,
                 "kl_coef": self.kl_ctl.value,
                 "response_length": float(lengths.mean()),
+                "episodes": float(len(rows) * (iteration + 1) * self.accelerator.num_processes),
                 **update,
                 "seconds_rollout": t1 - t0,
                 "seconds_scoring": t2 - t1,
                 "seconds_update": t3 - t2,
             }
-            self.kl_ctl.update(kl_per_response, len(chosen))
+            if cfg.advantage == "group":  # how much the answers to one prompt differ: the group's signal
+                last["reward_std_in_group"] = float(raw.reshape(-1, cfg.group_size).std(dim=1).mean())
+            self.kl_ctl.update(kl_per_response, len(rows))
             if self.accelerator.is_main_process:
                 self.run.log(iteration + 1, last)
                 if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
@@ -363,17 +454,28 @@ class PPOTrainer:
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:  # the main process publishes
             return PPOResult(self.run.output, {}, False)
-        history["final_kl"] = self.measure_kl(prompts)
+        history["final_kl"], history["kl_to_base"] = self.measure_kl(prompts)
         return self.finish(history, last)
 
     @torch.no_grad()
-    def measure_kl(self, prompts: Sequence[str]) -> float:
-        """KL(policy ‖ champion) per response of the policy as published: fresh samples from the final
-        policy (the per-iteration figure was measured before that iteration's update)."""
-        chosen = pick_prompts(prompts, self.cfg.rollout_batch, self.cfg.seed * 104729 + self.cfg.iterations)
+    def measure_kl(self, prompts: Sequence[str]) -> tuple[float, float]:
+        """(KL to the champion, KL to the base model) per response of the policy as published: fresh
+        samples of the final policy (the per-iteration figure was measured before that iteration's
+        update). The KL to the base is the cumulative drift of every refresh so far."""
+        cfg = self.cfg
+        chosen = pick_prompts(prompts, max(cfg.kl_samples, 1), cfg.seed * 104729 + cfg.iterations)
         encoded, _ = self.generate(chosen)
-        rollouts, kl = self.make_rollouts(encoded, torch.zeros(len(encoded)))
-        return float((kl * rollouts.mask).sum(dim=1).mean())
+        ids, attention, keep, mask, logprobs, _, ref_logprobs = self.logprobs(encoded)
+        policy = self.unwrapped.policy
+        with self.accelerator.autocast(), policy.disable_adapter():
+            base_logits = policy(input_ids=ids, attention_mask=attention, logits_to_keep=keep).logits
+        base_logprobs = token_logprobs(base_logits[:, :-1] / cfg.temperature, labels_for(ids, keep)).float()
+
+        def per_response(reference: torch.Tensor) -> float:
+            kl = torch.where(mask.bool(), kl_penalty(logprobs, reference, cfg.kl_estimator), 0.0)
+            return float(kl.sum(dim=1).mean())
+
+        return per_response(ref_logprobs), per_response(base_logprobs)
 
     def finish(self, history: dict[str, Any], last: dict[str, float]) -> PPOResult:
         cfg = self.cfg
@@ -383,11 +485,19 @@ class PPOTrainer:
         final_kl = history.get("final_kl", history["kl"][-1] if history["kl"] else 0.0)
         summary = {
             "iterations": cfg.iterations,
+            "advantage": cfg.advantage,
+            "episodes": int(last.get("episodes", 0)),
             "final": last,
             "reward_first": metrics[0]["reward"] if metrics else math.nan,
             "reward_last": metrics[-1]["reward"] if metrics else math.nan,
             "kl_to_champion": final_kl,
+            "kl_to_base": history.get("kl_to_base", math.nan),
+            "kl_estimator": cfg.kl_estimator,
             "kl_budget": cfg.kl_budget,
+            "kl_coef_first": metrics[0]["kl_coef"] if metrics else math.nan,
+            "kl_coef_last": self.kl_ctl.value,
+            "prompt_budget": self.prompt_budget,
+            "value_head_from": self.value_head_from,
             "length_first": first_len,
             "length_last": metrics[-1]["response_length"] if metrics else math.nan,
             "length_drift": (metrics[-1]["response_length"] / first_len - 1.0)
@@ -400,7 +510,7 @@ class PPOTrainer:
         published = final_kl <= cfg.kl_budget
         with self.run.publishing() as staging:
             save_policy_adapter(self.unwrapped.policy, staging)
-            torch.save(self.unwrapped.value_head.state_dict(), staging / "value_head.pt")
+            torch.save(self.unwrapped.value_head.state_dict(), staging / VALUE_HEAD)
         if not published:
             summary["refused"] = f"KL to the champion {final_kl:.2f} exceeds the budget {cfg.kl_budget:.2f}"
             log.warning("PPO result not publishable: %s", summary["refused"])

@@ -1,4 +1,4 @@
-"""One refresh from the feedback store: reward model update → PPO (or DPO) → evaluation → candidate.
+"""One refresh from the feedback store: reward model update → PPO (or DPO, KTO) → evaluation → candidate.
 
     DATA_DIR/runs/refresh-<time>/      manifest.json (parent version, data snapshot, configs, metrics,
                                        evaluation report, candidate), and one sub-run folder per phase:
@@ -11,6 +11,12 @@ reward model warm-starts from the previous one and trains on the feedback that a
 snapshot plus a replay sample of older data; `full_retrain` starts from the policy base on everything.
 The result is registered as the `candidate` (never served before an operator promotes it); a failed or
 refused run leaves every alias as it was.
+
+Clean evidence: one held-out split (trainer.data `heldout_prompt_ids`: by question hash, paraphrases
+together) decides for pairs, thumbs and logged prompts alike, the same in every refresh; reward model,
+pairs, thumbs and PPO rollouts come from the train side only. Token budgets derive from the logged
+prompts (p95 + the response budget, `derive_budgets`). With `sft_first`, the policy update starts from
+the SFT adapter but stays anchored to the champion (its KL is measured against the champion).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from trainer.config import DPOConfig, PPOConfig, RefreshConfig, RewardConfig, SFTConfig
+from trainer.config import DPOConfig, KTOConfig, PPOConfig, RefreshConfig, RewardConfig, SFTConfig
 from trainer.errors import TrainerError
 from trainer.runs import Run, new_run_dir, now, write_json
 
@@ -51,6 +57,7 @@ class RefreshConfigs:
     reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
     dpo: DPOConfig = dataclasses.field(default_factory=DPOConfig)
+    kto: KTOConfig = dataclasses.field(default_factory=KTOConfig)
     sft: SFTConfig = dataclasses.field(default_factory=SFTConfig)
     evaluate: bool = True
     eval_limit: int = 0  # golden questions evaluated (0 = all)
@@ -107,7 +114,9 @@ def refresh(
         champion = models.resolve("champion")
         adapter = champion.adapter_path(settings.models_dir)
         run.update(parent=champion.id, base=champion.base)
-        data, snapshot = _data(settings, configs, run)
+        data, _snapshot = _data(settings, configs, run, embedder)
+        if cfg.derive_budgets:
+            configs = _with_budgets(configs, champion.base, data, run)
         timings: dict[str, float] = {}
 
         started = time.perf_counter()
@@ -133,6 +142,7 @@ def refresh(
             adapter = sft_run.output
             timings["sft"] = time.perf_counter() - started
 
+        champion_adapter = champion.adapter_path(settings.models_dir)
         started = time.perf_counter()
         if cfg.algo == "dpo":
             from trainer.dpo import train_dpo
@@ -148,13 +158,33 @@ def refresh(
                     run=r,
                     pairs=data["pairs"],
                     heldout=data["heldout_pairs"],
+                    reference_adapter=champion_adapter,
+                ),
+            )
+            manifest = phase_run.manifest()
+            publishable, policy_metrics = bool(manifest.get("publishable", True)), manifest.get("metrics", {})
+        elif cfg.algo == "kto":
+            from trainer.kto import train_kto
+
+            phase_run, _ = _phase(
+                run.root / "kto",
+                "kto",
+                configs.kto.to_json(),
+                lambda r: train_kto(
+                    base=champion.base,
+                    parent_adapter=adapter,
+                    cfg=configs.kto,
+                    run=r,
+                    thumbs=data["thumbs"],
+                    heldout=data["heldout_thumbs"],
+                    reference_adapter=champion_adapter,
                 ),
             )
             manifest = phase_run.manifest()
             publishable, policy_metrics = bool(manifest.get("publishable", True)), manifest.get("metrics", {})
         else:
             phase_run, publishable, policy_metrics = _ppo_phase(
-                settings, configs, run, data, champion.base, adapter, reward_folder, snapshot
+                settings, configs, run, data, champion.base, adapter, reward_folder, champion_adapter
             )
         timings[cfg.algo] = time.perf_counter() - started
 
@@ -191,10 +221,14 @@ def refresh(
         raise
 
 
-def _data(settings: Settings, configs: RefreshConfigs, run: Run) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Examples from one recorded snapshot (the same one again when the run resumes)."""
+def _data(
+    settings: Settings, configs: RefreshConfigs, run: Run, embedder: Any = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Examples from one recorded snapshot (the same one again when the run resumes), and the logged
+    prompts of that snapshot, split by one held-out decision."""
     from feedback.store import Store
-    from trainer.data import Snapshot, load_feedback, split_by_prompt
+    from trainer.data import Snapshot, heldout_prompt_ids, load_feedback
+    from trainer.prompts import logged_prompts
 
     cfg, reward_cfg = configs.refresh, configs.reward
     recorded = run.manifest().get("snapshot")
@@ -209,6 +243,7 @@ def _data(settings: Settings, configs: RefreshConfigs, run: Run) -> tuple[dict[s
             fresh = load_feedback(
                 store, since=since, until=everything.snapshot.taken_at, per_user_cap=cap, seed=cfg.seed
             )
+        logged = logged_prompts(store, until=everything.snapshot.taken_at, seed=cfg.seed)
     snapshot = everything.snapshot.to_json()
     if not recorded:
         run.update(snapshot=snapshot, data_report=everything.report, skipped=everything.skipped)
@@ -225,18 +260,57 @@ def _data(settings: Settings, configs: RefreshConfigs, run: Run) -> tuple[dict[s
             f"not enough feedback for a refresh: {len(pairs)} pairs + {len(thumbs)} thumbs "
             f"< min_pairs={cfg.min_pairs}; collect more votes or lower --min-pairs"
         )
-    train_pairs, heldout_pairs = split_by_prompt(pairs, reward_cfg.heldout_fraction, cfg.seed)
-    train_thumbs, heldout_thumbs = split_by_prompt(thumbs, reward_cfg.heldout_fraction, cfg.seed)
+    # one decision for every kind of data: a question (and its paraphrases) is on one side everywhere
+    embed = (embedder or _embedder()).encode
+    held = heldout_prompt_ids(
+        [*everything.pairs, *everything.thumbs, *logged], reward_cfg.heldout_fraction, embed=embed
+    )
+    train_logged = [p.prompt for p in logged if p.prompt_id not in held]
+    rng = random.Random(cfg.seed)
     data = {
-        "pairs": train_pairs,
-        "heldout_pairs": heldout_pairs,
-        "thumbs": train_thumbs,
-        "heldout_thumbs": heldout_thumbs,
-        "demonstrations": list(everything.demonstrations),
+        "pairs": [p for p in pairs if p.prompt_id not in held],
+        "heldout_pairs": [p for p in pairs if p.prompt_id in held],
+        "thumbs": [t for t in thumbs if t.prompt_id not in held],
+        "heldout_thumbs": [t for t in thumbs if t.prompt_id in held],
+        "demonstrations": [d for d in everything.demonstrations if d.prompt_id not in held],
+        "logged_prompts": rng.sample(train_logged, min(len(train_logged), cfg.max_prompts)),
+        "heldout_logged_prompts": [p.prompt for p in logged if p.prompt_id in held],
         "warm_start": previous["folder"] if previous else None,
     }
     run.update(data={k: (len(v) if isinstance(v, list) else v) for k, v in data.items()})
     return data, snapshot
+
+
+def _embedder() -> Any:
+    """The bundled MiniLM, for the paraphrase groups of the held-out split."""
+    from rag.embedding import Embedder
+
+    return Embedder()
+
+
+def _with_budgets(configs: RefreshConfigs, base: str, data: dict[str, Any], run: Run) -> RefreshConfigs:
+    """Every phase's token budget from the logged prompts: their p95 + the response budget (PPO: the
+    p95 as its prompt budget). Recorded in the manifest."""
+    from trainer.models import load_tokenizer
+    from trainer.tokens import derive_max_length
+
+    cfg = configs.refresh
+    prompts = [
+        *data["logged_prompts"],
+        *data["heldout_logged_prompts"],
+        *(p.prompt for p in data["pairs"]),
+        *(t.prompt for t in data["thumbs"]),
+    ]
+    max_length = derive_max_length(load_tokenizer(base), prompts, cfg.response_tokens)
+    run.update(budgets={"max_length": max_length, "prompt": max_length - cfg.response_tokens})
+    return dataclasses.replace(
+        configs,
+        reward=dataclasses.replace(configs.reward, max_length=max_length),
+        dpo=dataclasses.replace(configs.dpo, max_length=max_length),
+        kto=dataclasses.replace(configs.kto, max_length=max_length),
+        sft=dataclasses.replace(configs.sft, max_length=max_length),
+        ppo=dataclasses.replace(configs.ppo, max_prompt_tokens=max_length - cfg.response_tokens),
+    )
 
 
 def _reward_phase(settings: Settings, configs: RefreshConfigs, run: Run, data: dict[str, Any]) -> Path:
@@ -282,25 +356,28 @@ def _ppo_phase(
     base: str,
     adapter: Path | None,
     reward_folder: Path,
-    snapshot: dict[str, Any],
+    champion_adapter: Path | None,
 ) -> tuple[Run, bool, dict[str, Any]]:
-    from feedback.store import Store
+    """PPO on the train side's logged prompts (none held out), anchored to the champion."""
     from trainer.ppo import PPOTrainer, reward_model_scorer
-    from trainer.prompts import logged_prompts
 
     cfg = configs.ppo
-    with Store(settings.database_path) as store:
-        logged = logged_prompts(
-            store, until=snapshot["taken_at"], limit=configs.refresh.max_prompts, seed=configs.refresh.seed
-        )
-    prompts = [p.prompt for p in logged]
-    if not prompts:  # no logged answers yet: the prompts the pairs were about
+    prompts = list(data["logged_prompts"])
+    if not prompts:  # no logged answers yet: the prompts the training pairs and thumbs were about
         prompts = sorted({p.prompt for p in data["pairs"]} | {t.prompt for t in data["thumbs"]})
     run.update(ppo_prompts=len(prompts))
 
     def body(r: Run) -> Any:
         scorer = reward_model_scorer(reward_folder, cfg.device, configs.reward.max_length)
-        return PPOTrainer(base=base, parent_adapter=adapter, reward=scorer, cfg=cfg, run=r).train(prompts)
+        return PPOTrainer(
+            base=base,
+            parent_adapter=adapter,
+            reward=scorer,
+            cfg=cfg,
+            run=r,
+            reference_adapter=champion_adapter,
+            value_head=champion_adapter / "value_head.pt" if champion_adapter else None,
+        ).train(prompts)
 
     phase_run, _ = _phase(run.root / "ppo", "ppo", cfg.to_json(), body)
     manifest = phase_run.manifest()
@@ -392,10 +469,12 @@ def _evaluate(
 
 
 def _heldout_prompts(data: dict[str, Any], limit: int) -> list[str]:
-    """Distinct prompts of the held-out pairs and thumbs (split by prompt: never trained on)."""
+    """Distinct prompts of the held-out pairs, thumbs and logged answers (never trained on)."""
     seen: dict[str, str] = {}
     for example in [*data["heldout_pairs"], *data["heldout_thumbs"]]:
         seen.setdefault(example.prompt_id, example.prompt)
+    for prompt in data.get("heldout_logged_prompts", []):
+        seen.setdefault(prompt, prompt)
     return list(seen.values())[:limit]
 
 

@@ -1,4 +1,5 @@
-"""Sampled responses and their log-probabilities under a causal LM, for SFT, DPO and PPO."""
+"""Sampled responses and their log-probabilities under a causal LM, for SFT, DPO, KTO and PPO; and the
+progress hook their long phases report through."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ import torch
 
 from trainer.losses import token_logprobs
 from trainer.tokens import Encoded, completion_mask, encode_prompt, pad_left, pad_right
+
+
+def progress(**options: Any) -> Any:
+    """The progress reporter of a long phase (rollouts, scoring, updates, reference passes): a tqdm bar
+    with rate and ETA; `options` are tqdm's (total, desc, unit, initial, disable). The one place to
+    swap in another reporter."""
+    from tqdm.auto import tqdm
+
+    return tqdm(**options)
 
 
 @torch.no_grad()
@@ -22,8 +32,9 @@ def sample_responses(
     temperature: float,
     top_p: float = 1.0,
 ) -> tuple[list[Encoded], list[str]]:
-    """One sampled response per prompt (prompts cut from the left to `max_prompt_tokens`); (prompt +
-    response token ids, each ending at its end-of-turn token when one came, response texts)."""
+    """One sampled response per prompt (a prompt over `max_prompt_tokens` drops its lowest-ranked
+    passages: trainer.tokens.fit_prompt); (prompt + response token ids, each ending at its end-of-turn
+    token when one came, response texts)."""
     pad, eos = int(tokenizer.pad_token_id), int(tokenizer.eos_token_id)
     prompt_ids = [encode_prompt(tokenizer, p, max_prompt_tokens) for p in prompts]
     ids, attention = pad_left(prompt_ids, pad)

@@ -475,12 +475,15 @@ class Loop:
 
 
 def _reseeded(configs: RefreshConfigs, seed: int) -> RefreshConfigs:
+    """Each round's training seed (data order, initialisation, sampling). The held-out split is not
+    seeded: it is a function of the question (trainer.data.heldout_prompt_ids), the same every round."""
     return dataclasses.replace(
         configs,
         refresh=dataclasses.replace(configs.refresh, seed=seed),
         reward=dataclasses.replace(configs.reward, seed=seed),
         ppo=dataclasses.replace(configs.ppo, seed=seed),
         dpo=dataclasses.replace(configs.dpo, seed=seed),
+        kto=dataclasses.replace(configs.kto, seed=seed),
     )
 
 

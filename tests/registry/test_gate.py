@@ -117,3 +117,15 @@ def test_without_a_golden_set_the_gate_names_the_checks_it_could_not_run() -> No
     assert [(c.name, c.detail) for c in blind.checks if not c.passed] == [
         ("reward_win_rate", "not measured: no golden set and no held-out logged prompts")
     ]
+
+
+def test_the_drift_budget_bounds_the_kl_to_the_base_model() -> None:
+    within = report()
+    within["policy"]["kl_to_base"] = 20.0  # each refresh small, the sum of them near the budget
+    checks = {c.name: c for c in evaluate_gate(within, GateThresholds()).checks}
+    assert checks["drift"].passed and checks["drift"].value == 20.0 and checks["drift"].limit == 24.0
+    beyond = report()
+    beyond["policy"]["kl_to_base"] = 30.0  # the champion's KL (3.0) is fine; the drift from base is not
+    result = evaluate_gate(beyond, GateThresholds())
+    assert not result.passed and [c.name for c in result.checks if not c.passed] == ["drift"]
+    assert evaluate_gate(beyond, GateThresholds(max_drift=40.0)).passed

@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from trainer.advantages import gae, kl_penalized_rewards, kl_penalty, whiten_advantages
+from trainer.advantages import (
+    gae,
+    kl_penalized_rewards,
+    kl_penalty,
+    rloo_advantages,
+    token_advantages,
+    whiten_advantages,
+)
 from trainer.losses import masked_whiten
 
 
@@ -130,3 +137,28 @@ def test_gae_ignores_padding_and_returns_targets_without_gradient() -> None:
 
 def test_whiten_advantages_is_masked_whiten() -> None:
     assert whiten_advantages is masked_whiten
+
+
+# --- group baseline (RLOO) --------------------------------------------------------------------------
+
+
+def test_rloo_advantages_by_hand() -> None:
+    # prompt 1: rewards (1, 2, 3, 6); the others' means are (11/3, 10/3, 3, 2)
+    # A = (1 - 11/3, 2 - 10/3, 3 - 3, 6 - 2) = (-8/3, -4/3, 0, 4)
+    # prompt 2: all 5: no signal, whatever the level
+    scores = t([1.0, 2.0, 3.0, 6.0, 5.0, 5.0, 5.0, 5.0])
+    close(rloo_advantages(scores, 4), [-8 / 3, -4 / 3, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0])
+    # k = 2: each answer against the other one
+    close(rloo_advantages(t([0.5, -1.5]), 2), [2.0, -2.0])
+
+
+def test_rloo_advantages_refuse_bad_groups() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        rloo_advantages(t([1.0, 2.0]), 1)
+    with pytest.raises(ValueError, match="consecutive"):
+        rloo_advantages(t([1.0, 2.0, 3.0]), 2)
+
+
+def test_token_advantages_spread_a_row_over_its_response_tokens() -> None:
+    mask = t([[0, 1, 1, 0], [1, 0, 0, 0]])
+    close(token_advantages(t([2.0, -1.0]), mask), [[0.0, 2.0, 2.0, 0.0], [-1.0, 0.0, 0.0, 0.0]])

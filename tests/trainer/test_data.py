@@ -24,11 +24,13 @@ from trainer.data import (
     Snapshot,
     ThumbExample,
     Tie,
+    _unit,
     balance_positions,
     cap_per_user,
     dedupe,
     detect_jsonl_kind,
     load_feedback,
+    paraphrase_groups,
     prompt_id,
     read_jsonl_demonstrations,
     read_jsonl_preferences,
@@ -369,17 +371,19 @@ def replace_weight(p: PreferencePair, weight: float) -> PreferencePair:
     return replace(p, weight=weight)
 
 
-def test_split_by_prompt_never_shares_a_prompt_and_is_deterministic() -> None:
+def test_split_by_prompt_never_shares_a_prompt_and_is_a_function_of_the_question() -> None:
     items = [thumb(f"answer {k}", k % 2 == 0, prompt=f"question {k % 40}") for k in range(200)]
-    train, heldout = split_by_prompt(items, 0.25, seed=1)
+    train, heldout = split_by_prompt(items, 0.25)
     assert len(train) + len(heldout) == 200 and heldout
     assert not {t.prompt_id for t in train} & {t.prompt_id for t in heldout}
     assert 4 <= len({t.prompt_id for t in heldout}) <= 18  # about a quarter of 40 prompts
-    assert split_by_prompt(items, 0.25, seed=1) == (train, heldout)
-    assert split_by_prompt(items, 0.25, seed=2) != (train, heldout)
-    # a held-out prompt stays held out when more data arrives
+    # the side of a question is its normalised-text hash's: no seed, no order, no other example matters
+    assert split_by_prompt(items[::-1], 0.25) == (train[::-1], heldout[::-1])
+    shouted = [thumb("x", True, prompt=f"  QUESTION   {k % 40} ") for k in range(40)]
+    assert {t.prompt_id for t in split_by_prompt(shouted, 0.25)[1]} == {t.prompt_id for t in heldout}
+    # a held-out prompt stays held out when more data arrives (the next round, the next refresh)
     more = items + [thumb("new", True, prompt=f"question {k}") for k in range(40, 60)]
-    assert {t.prompt_id for t in heldout} <= {t.prompt_id for t in split_by_prompt(more, 0.25, seed=1)[1]}
+    assert {t.prompt_id for t in heldout} <= {t.prompt_id for t in split_by_prompt(more, 0.25)[1]}
     # the same question with other passages is the same prompt
     rag = [
         thumb("a", True, prompt=f"<s>{question_message([Passage(1, 'c', 's', 't', '', p)], 'Where?')}")
@@ -389,13 +393,40 @@ def test_split_by_prompt_never_shares_a_prompt_and_is_deterministic() -> None:
 
     # few prompts: one stays in train; two or more with a fraction > 0 hold one out
     one = [thumb("a", True), thumb("b", False)]
-    assert split_by_prompt(one, 0.9, seed=0) == (one, [])
+    assert split_by_prompt(one, 0.9) == (one, [])
     two = [thumb("a", True, prompt="q1"), thumb("b", True, prompt="q2")]
-    train2, held2 = split_by_prompt(two, 0.99, seed=0)
+    train2, held2 = split_by_prompt(two, 0.99)
     assert len(train2) == 1 and len(held2) == 1
-    assert split_by_prompt(two, 0.0, seed=0) == (two, [])
+    assert split_by_prompt(two, 0.0) == (two, [])
     with pytest.raises(ValueError, match="heldout_fraction"):
-        split_by_prompt(two, 1.0, seed=0)
+        split_by_prompt(two, 1.0)
+
+
+# paraphrases of one question (MiniLM cosine >= PARAPHRASE_COSINE with at least one other of the group)
+# and distinct questions on the same topics
+PARAPHRASES = [
+    "deadline for the postmortem draft?",
+    "when is the postmortem draft due",
+    "by when must the postmortem draft be written",
+]
+DISTINCT = [f"question {k} about parking" for k in range(30)] + [
+    "how long do we have to finish postmortem action items",
+    "how often do engineers get a new laptop?",
+]
+
+
+def test_paraphrases_share_one_side_chosen_by_their_smallest_hash(embedder: Any) -> None:
+    items = [thumb("a", True, prompt=q) for q in PARAPHRASES + DISTINCT]
+    groups = paraphrase_groups({t.prompt_id: t.prompt for t in items}, embedder.encode)
+    ids = [t.prompt_id for t in items[: len(PARAPHRASES)]]
+    assert len({groups[i] for i in ids}) == 1 and groups[ids[0]] == min(ids)  # one group, its smallest id
+    assert all(groups[t.prompt_id] == t.prompt_id for t in items[len(PARAPHRASES) + 30 :])  # alone
+    for fraction in (0.1, 0.3, 0.5, 0.7):
+        _, held = split_by_prompt(items, fraction, embed=embedder.encode)
+        sides = {t.prompt in {h.prompt for h in held} for t in items[: len(PARAPHRASES)]}
+        assert len(sides) == 1  # the paraphrases are all in train or all held out
+        # the group's side is that of its smallest hash
+        assert sides == {_unit(min(ids)) < fraction}
 
 
 # -- JSONL -----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ base with the champion's adapter), never the adapter being trained."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +12,31 @@ import torch
 
 from tests.trainer.synthetic import marker_pairs, random_adapter
 from trainer.config import DPOConfig
-from trainer.dpo import reference_logprobs, train_dpo
+from trainer.dpo import dpo_batch_loss, pair_items, reference_logprobs, train_dpo
 from trainer.errors import TrainerError
-from trainer.models import POLICY, REFERENCE, load_policy, load_tokenizer, reference_mode
+from trainer.models import POLICY, REFERENCE, load_policy, load_tokenizer, reference_mode, set_reference
 from trainer.runs import Run
 from trainer.sequences import sequence_logprobs
 from trainer.tokens import Encoded, encode
 
 ALL_LINEAR = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 TRAIN, HELDOUT = marker_pairs(32, seed=0), marker_pairs(32, seed=1)
+
+
+class Autocast:
+    """What reference_logprobs uses of an accelerator: its autocast (accelerate keeps one process-wide
+    state, so a test cannot make a second Accelerator with another precision)."""
+
+    def __init__(self, dtype: torch.dtype | None) -> None:
+        self.dtype = dtype
+
+    def autocast(self) -> Any:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cpu", dtype=self.dtype)
+
+
+CPU = Autocast(None)
 
 
 def config(**changes: Any) -> DPOConfig:
@@ -95,7 +112,9 @@ def test_reference_of_a_base_champion_is_the_base(tiny_base: Path) -> None:
         assert torch.allclose(sequence_logprobs(model, seqs, pad), expected, atol=1e-4)  # fresh LoRA: B = 0
         perturb_policy(model)
         assert not torch.allclose(sequence_logprobs(model, seqs, pad), expected, atol=1e-2)
-    assert reference_logprobs(model, seqs, pad, batch_size=4) == pytest.approx(expected.tolist(), abs=1e-4)
+    assert reference_logprobs(model, seqs, pad, batch_size=4, accelerator=CPU) == pytest.approx(
+        expected.tolist(), abs=1e-4
+    )
 
 
 def test_reference_of_an_adapter_champion_is_the_champion(tiny_base: Path, tmp_path: Path) -> None:
@@ -123,7 +142,9 @@ def test_reference_of_an_adapter_champion_is_the_champion(tiny_base: Path, tmp_p
         perturb_policy(model)
         moved = sequence_logprobs(model, seqs, pad)
     assert not torch.allclose(moved, expected, atol=1e-2)
-    assert reference_logprobs(model, seqs, pad, batch_size=4) == pytest.approx(expected.tolist(), abs=1e-4)
+    assert reference_logprobs(model, seqs, pad, batch_size=4, accelerator=CPU) == pytest.approx(
+        expected.tolist(), abs=1e-4
+    )
     # leaving reference mode restores the trainable adapter, with gradients only on it
     assert model.active_adapter == POLICY
     assert [name for name, p in model.named_parameters() if p.requires_grad] == trainable
@@ -131,3 +152,48 @@ def test_reference_of_an_adapter_champion_is_the_champion(tiny_base: Path, tmp_p
         assert torch.allclose(sequence_logprobs(model, seqs, pad), moved)
         with reference_mode(model):
             assert torch.allclose(sequence_logprobs(model, seqs, pad), expected, atol=1e-4)
+
+
+def test_policy_and_reference_agree_at_step_0_under_bf16_autocast(tiny_base: Path) -> None:
+    """The reference log-probs are computed under the autocast training uses: at step 0 (the policy is
+    the reference) every margin is 0 and the loss is ln 2, in bf16 as in fp32."""
+    bf16 = Autocast(torch.bfloat16)
+    tokenizer = load_tokenizer(str(tiny_base))
+    model = load_policy(str(tiny_base), None, config(), with_reference=True).eval()
+    items = pair_items(model, tokenizer, HELDOUT[:4], 128, 4, bf16)
+    with torch.no_grad(), bf16.autocast():
+        loss, stats = dpo_batch_loss(model, items, tokenizer.pad_token_id, beta=0.1, label_smoothing=0.0)
+    assert stats["margin"] == pytest.approx(0.0, abs=1e-6)
+    assert float(loss) == pytest.approx(0.693147, abs=1e-5)
+    # the fp32 reference differs from the bf16 policy: the mismatch the shared autocast avoids
+    fp32 = pair_items(model, tokenizer, HELDOUT[:4], 128, 4, CPU)
+    assert max(abs(a.ref_chosen - b.ref_chosen) for a, b in zip(items, fp32, strict=True)) > 1e-4
+
+
+def test_the_reference_stays_the_champion_when_training_starts_from_an_sft_adapter(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    champion_adapter = Path(random_adapter(str(tiny_base), str(tmp_path / "champion")))
+    sft_adapter = Path(random_adapter(str(tiny_base), str(tmp_path / "sft"), seed=7))
+    tokenizer = load_tokenizer(str(tiny_base))
+    pad = tokenizer.pad_token_id
+    seqs = encoded_answers(tokenizer)
+    with torch.no_grad():
+        base = AutoModelForCausalLM.from_pretrained(str(tiny_base)).eval()
+        plain = sequence_logprobs(base, seqs, pad)
+        champion = sequence_logprobs(PeftModel.from_pretrained(base, str(champion_adapter)).eval(), seqs, pad)
+    model = load_policy(str(tiny_base), sft_adapter, config(), with_reference=True).eval()
+    with torch.no_grad():
+        sft = sequence_logprobs(model, seqs, pad)
+    assert not torch.allclose(sft, champion, atol=1e-2)
+    set_reference(model, champion_adapter)
+    assert reference_logprobs(model, seqs, pad, 4, CPU) == pytest.approx(champion.tolist(), abs=1e-4)
+    with torch.no_grad():  # the policy is still the SFT adapter, and only it trains
+        assert torch.allclose(sequence_logprobs(model, seqs, pad), sft, atol=1e-5)
+    assert all(f".{POLICY}." in n for n, p in model.named_parameters() if p.requires_grad)
+    set_reference(model, None)  # a base champion
+    assert REFERENCE not in model.peft_config
+    assert reference_logprobs(model, seqs, pad, 4, CPU) == pytest.approx(plain.tolist(), abs=1e-4)

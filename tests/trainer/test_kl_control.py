@@ -75,3 +75,18 @@ def test_kl_control_does_not_import_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_the_default_controller_moves_within_one_refresh() -> None:
+    """With the PPO defaults (answers per iteration, horizon, iterations), a KL far above the target
+    raises β by the compounded clipped error within one refresh: by 10% an iteration, ~77% in six."""
+    from trainer.config import PPOConfig
+
+    cfg = PPOConfig()
+    kl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
+    answers = cfg.rollout_batch * cfg.group_size
+    for _ in range(cfg.iterations):
+        kl.update(current_kl=10 * cfg.target_kl, n_steps=answers)
+    step = 1 + 0.2 * answers / cfg.kl_horizon
+    assert kl.value == pytest.approx(cfg.init_kl_coef * step**cfg.iterations)
+    assert kl.value > 1.5 * cfg.init_kl_coef

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from trainer.losses import (
     bradley_terry_loss,
     dpo_loss,
     entropy_from_logits,
+    kto_loss,
+    kto_reference_point,
     masked_mean,
     masked_var,
     masked_whiten,
@@ -288,3 +291,44 @@ def test_ppo_value_loss_ignores_masked_out_tokens() -> None:
     assert torch.equal(got[0].detach(), base[0]) and torch.equal(got[1], base[1])
     got[0].backward()
     assert values.grad is not None and torch.isfinite(values.grad).all()
+
+
+# --- KTO ---------------------------------------------------------------------------------------------
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def test_kto_loss_by_hand() -> None:
+    # r = log π - log π_ref = (1.0, -0.5); labels (up, down); z₀ = 0.5; β = 1
+    # up:   λ_D - λ_D·σ(r - z₀) = 1 - σ(0.5) = 0.3775406688
+    # down: λ_U - λ_U·σ(z₀ - r) = 1 - σ(1.0) = 0.2689414214;  mean = 0.3232410451
+    policy, ref = t([-2.0, -3.5]), t([-3.0, -3.0])
+    labels = torch.tensor([True, False])
+    loss, rewards = kto_loss(policy, ref, labels, 0.5, beta=1.0)
+    assert float(loss) == pytest.approx(0.3232410451, abs=1e-9)
+    assert rewards.tolist() == pytest.approx([1.0, -0.5])
+    # β = 0.1 and λ_D = 2, λ_U = 1: (2 - 2·σ(0.05) + 1 - σ(0.1)) / 2
+    loss, _ = kto_loss(policy, ref, labels, 0.5, beta=0.1, desirable_weight=2.0)
+    expected = (2.0 - 2.0 * sigmoid(0.05) + 1.0 - sigmoid(0.1)) / 2
+    assert float(loss) == pytest.approx(expected, abs=1e-7)
+    # weights (3, 1): (3·0.3775406688 + 0.2689414214) / 4
+    loss, _ = kto_loss(policy, ref, labels, 0.5, beta=1.0, weights=t([3.0, 1.0]))
+    assert float(loss) == pytest.approx((3 * 0.3775406688 + 0.2689414214) / 4, abs=1e-9)
+
+
+def test_kto_reference_point_is_a_clamped_detached_mean() -> None:
+    policy = torch.tensor([-1.0, -2.0], requires_grad=True)
+    # mean of (−1 − (−2), −2 − (−1.5)) = mean(1, −0.5) = 0.25
+    z0 = kto_reference_point(policy, torch.tensor([-2.0, -1.5]))
+    assert float(z0) == pytest.approx(0.25) and not z0.requires_grad
+    assert float(kto_reference_point(torch.tensor([-3.0]), torch.tensor([-1.0]))) == 0.0  # clamped at 0
+
+
+def test_kto_pushes_a_desirable_answer_up_and_an_undesirable_one_down() -> None:
+    policy = torch.tensor([-2.0, -2.0], requires_grad=True)
+    loss, _ = kto_loss(policy, torch.tensor([-2.0, -2.0]), torch.tensor([1, 0]), 0.0, beta=0.1)
+    loss.backward()
+    assert policy.grad is not None
+    assert policy.grad[0] < 0 < policy.grad[1]  # descent raises log π(up) and lowers log π(down)

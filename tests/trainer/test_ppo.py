@@ -1,5 +1,7 @@
-"""trainer.ppo on a tiny model: a toy reward rises within a few iterations while the KL to the champion
-stays bounded; the adaptive KL coefficient follows the measured KL; an over-budget result is refused.
+"""trainer.ppo on a tiny model: a verifiable toy reward rises within a few iterations under the group
+baseline (the default) and under the value-head/GAE variant, while the KL to the champion stays bounded;
+the adaptive KL coefficient follows the measured KL; the value head carries over; an over-budget result
+is refused.
 
 The toy reward is a token bonus: one point per " cite" in the answer. `peaky_base` already samples that
 token now and then (~1 in 8 answers of 8 tokens), so every rollout batch carries some signal.
@@ -32,8 +34,10 @@ def config(**changes: Any) -> PPOConfig:
     base = {
         "device": "cpu",
         "iterations": 6,
-        "rollout_batch": 16,
+        "rollout_batch": 4,
+        "group_size": 4,
         "mini_batch": 8,
+        "temperature": 1.0,
         "max_new_tokens": 8,
         "ppo_epochs": 4,
         "learning_rate": 3e-3,
@@ -57,8 +61,19 @@ def learned(peaky_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return trainer, trainer.train(PROMPTS)
 
 
-def test_ppo_raises_the_reward_while_the_kl_stays_bounded(learned: tuple[PPOTrainer, PPOResult]) -> None:
-    trainer, result = learned
+@pytest.fixture(scope="module")
+def learned_gae(peaky_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[PPOTrainer, PPOResult]:
+    cfg = config(advantage="gae", rollout_batch=16, kl_estimator="k1")
+    trainer = trainer_for(peaky_base, tmp_path_factory.mktemp("ppo-gae") / "run", cfg)
+    return trainer, trainer.train(PROMPTS)
+
+
+@pytest.mark.parametrize("variant", ["learned", "learned_gae"])
+def test_ppo_raises_the_reward_while_the_kl_stays_bounded(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    trainer, result = request.getfixturevalue(variant)
+    assert trainer.cfg.advantage == ("group" if variant == "learned" else "gae")
     logged = trainer.run.metrics()
     assert [m["step"] for m in logged] == [1, 2, 3, 4, 5, 6]
     rewards, kls = [m["reward"] for m in logged], [m["kl"] for m in logged]
@@ -73,6 +88,54 @@ def test_ppo_raises_the_reward_while_the_kl_stays_bounded(learned: tuple[PPOTrai
     assert result.metrics["reward_first"] == rewards[0] and result.metrics["reward_last"] == rewards[-1]
     manifest = trainer.run.manifest()
     assert manifest["status"] == "succeeded" and manifest["publishable"] is True
+    assert result.metrics["episodes"] == 6 * 16
+    # a base champion: the KL to the base model is the KL to the champion (same estimator, same samples)
+    assert result.metrics["kl_to_base"] == pytest.approx(result.metrics["kl_to_champion"], rel=1e-4)
+
+
+def test_the_group_advantage_is_the_leave_one_out_reward(tiny_base: Path, tmp_path: Path) -> None:
+    cfg = config(rollout_batch=2, group_size=2, max_new_tokens=3, lora_targets="q_proj")
+    trainer = trainer_for(tiny_base, tmp_path / "run", cfg)
+    encoded, _ = trainer.generate(trainer.rows_for(PROMPTS[:2]))
+    first, second = encoded[0], encoded[1]
+    assert len(encoded) == 4 and first.ids[: first.prompt_len] == second.ids[: second.prompt_len]
+    rollouts, _ = trainer.make_rollouts(encoded, torch.tensor([1.0, 3.0, 5.0, 5.0]))
+    # k = 2: A = r_i - r_other: (1 - 3, 3 - 1, 0, 0), on every response token of the row
+    for row, expected in enumerate([-2.0, 2.0, 0.0, 0.0]):
+        on = rollouts.mask[row].bool()
+        assert rollouts.advantages[row][on].tolist() == pytest.approx([expected] * int(on.sum()))
+        assert not rollouts.advantages[row][~on].any()
+
+
+def test_the_value_head_carries_across_refreshes(
+    learned_gae: tuple[PPOTrainer, PPOResult], peaky_base: Path, tmp_path: Path
+) -> None:
+    _, first = learned_gae
+    cfg = config(advantage="gae", iterations=1, rollout_batch=2, max_new_tokens=2)
+    again = PPOTrainer(
+        base=str(peaky_base),
+        parent_adapter=first.adapter,
+        reward=CITES,
+        cfg=cfg,
+        run=Run.open(tmp_path / "run", "ppo", cfg.to_json()),
+    )
+    saved = torch.load(first.adapter / "value_head.pt", weights_only=True)
+    assert again.value_head_from == str(first.adapter / "value_head.pt")
+    assert torch.equal(again.unwrapped.value_head.state_dict()["weight"], saved["weight"])
+    fresh = trainer_for(peaky_base, tmp_path / "fresh", cfg)  # no parent: a new head
+    assert fresh.value_head_from is None
+    assert not torch.equal(fresh.unwrapped.value_head.state_dict()["weight"], saved["weight"])
+
+
+def test_rollouts_sample_as_the_service_answers() -> None:
+    from service.answering import ChatInput
+    from service.settings import Settings
+
+    cfg = PPOConfig()
+    assert cfg.temperature == ChatInput.temperature and cfg.top_p == ChatInput.top_p
+    assert 48 < cfg.max_new_tokens <= Settings().max_tokens_default
+    assert cfg.advantage == "group" and cfg.group_size == 4 and cfg.kl_estimator == "k3"
+    assert cfg.iterations * cfg.rollout_batch * cfg.group_size > 32  # episodes per refresh
 
 
 def test_ppo_publishes_the_policy_adapter_and_the_value_head(
@@ -99,7 +162,7 @@ def drifting(peaky_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     """Adaptive β with a tiny KL target, and a KL budget the run is sure to exceed."""
     cfg = config(
         iterations=4,
-        rollout_batch=8,
+        rollout_batch=2,
         mini_batch=4,
         max_new_tokens=6,
         adaptive_kl=True,
@@ -157,6 +220,8 @@ def test_rollout_logprobs_follow_the_sampling_temperature(tiny_base: Path, tmp_p
     cfg = config(temperature=0.5, rollout_batch=4, max_new_tokens=4, lora_targets="q_proj")
     trainer = trainer_for(tiny_base, tmp_path / "run", cfg)
     encoded, _ = trainer.generate(PROMPTS)
+    for enc, prompt in zip(encoded, PROMPTS, strict=True):  # no budget derived yet: whole prompts
+        assert enc.ids[: enc.prompt_len] == trainer.tokenizer(prompt, add_special_tokens=False)["input_ids"]
     rollouts, _ = trainer.make_rollouts(encoded, torch.zeros(len(encoded)))
     base = AutoModelForCausalLM.from_pretrained(str(tiny_base)).eval()  # = the policy before any update
     for row, enc in enumerate(encoded):

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from service.settings import Settings
 from service.versions import ModelDirectory
 from tests.conftest import REPO
-from trainer.config import DPOConfig, PPOConfig, RefreshConfig, RewardConfig
+from trainer.config import DPOConfig, KTOConfig, PPOConfig, RefreshConfig, RewardConfig
 from trainer.errors import TrainerError
 from trainer.refresh import RefreshConfigs, refresh
 from trainer.worker import Busy, Worker, WorkerConfig, due, new_feedback, read_state, refresh_lock
@@ -81,6 +81,7 @@ def small(algo: str = "ppo", dpo_kl_budget: float = 12.0, **ppo: Any) -> Refresh
             **{"iterations": 2, "rollout_batch": 4, "mini_batch": 2, "max_new_tokens": 6, **common, **ppo}
         ),
         dpo=DPOConfig(epochs=1, kl_budget=dpo_kl_budget, **common),  # type: ignore[arg-type]
+        kto=KTOConfig(epochs=1, kl_budget=dpo_kl_budget, kl_max_new_tokens=6, **common),  # type: ignore[arg-type]
         eval_limit=3,
         eval_max_new_tokens=6,
     )
@@ -152,6 +153,32 @@ def test_a_corpus_without_a_golden_set_gets_a_gate_report_naming_the_missing_che
     assert stored.not_run == ("similarity", "citations", "refusals")
 
 
+def test_one_stable_split_for_every_seed_and_rollouts_from_the_train_side(
+    client: TestClient, settings: Settings, embedder: Any, tmp_path: Path
+) -> None:
+    from trainer.data import prompt_id
+    from trainer.refresh import _data
+    from trainer.runs import Run
+    from trainer.simulate import _reseeded
+
+    collect_feedback(client, rounds=1)
+    sides = []
+    for round_no, seed in enumerate((0, 1, 7)):  # simulate re-seeds each round's training
+        configs = _reseeded(small(), seed)
+        configs.reward.heldout_fraction = 0.4
+        run = Run.open(tmp_path / f"round-{round_no}", "refresh", {})
+        data, _ = _data(settings, configs, run, embedder)
+        held = {p.prompt_id for p in [*data["heldout_pairs"], *data["heldout_thumbs"]]}
+        train = {p.prompt_id for p in [*data["pairs"], *data["thumbs"]]}
+        assert held and train and not held & train
+        sides.append((held, train, sorted(data["heldout_logged_prompts"])))
+        # rollouts (PPO's logged prompts) come from the train side only; the held-out ones are kept apart
+        assert data["logged_prompts"] and data["heldout_logged_prompts"]
+        assert not {prompt_id(p) for p in data["logged_prompts"]} & held
+        assert {prompt_id(p) for p in data["heldout_logged_prompts"]} <= held
+    assert sides[0] == sides[1] == sides[2]  # the same split whatever the seed
+
+
 def test_dpo_refresh_and_too_little_feedback(client: TestClient, settings: Settings, embedder: Any) -> None:
     configs = small("dpo")
     configs.evaluate = False
@@ -164,7 +191,21 @@ def test_dpo_refresh_and_too_little_feedback(client: TestClient, settings: Setti
     assert (result.run_dir / "dpo" / "output" / "adapter_model.safetensors").exists()
 
 
-@pytest.mark.parametrize("algo", ["ppo", "dpo"])
+def test_a_kto_refresh_trains_on_thumbs(client: TestClient, settings: Settings, embedder: Any) -> None:
+    collect_feedback(client, rounds=1)
+    configs = small("kto")
+    configs.evaluate = False
+    result = refresh(settings, configs, embedder=embedder)
+    assert result.status == "candidate"
+    manifest = json.loads((result.run_dir / "kto" / "manifest.json").read_text())
+    assert (
+        manifest["metrics"]["thumbs"]
+        == json.loads((result.run_dir / "manifest.json").read_text())["data"]["thumbs"]
+    )
+    assert (result.run_dir / "kto" / "output" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dpo", "kto"])
 def test_a_kl_budget_breach_is_not_published(
     client: TestClient, settings: Settings, embedder: Any, algo: str
 ) -> None:
@@ -216,6 +257,15 @@ def test_cli_help_lists_config_fields_and_rejects_bad_choices(tmp_path: Path) ->
         assert option in out.output
     bad = runner.invoke(app, ["train", "ppo", "--kl-estimator", "k9"])
     assert bad.exit_code != 0 and "k1" in bad.output
+    for option in ("--advantage", "--group-size"):
+        assert option in out.output
+    assert runner.invoke(app, ["train", "ppo", "--advantage", "value"]).exit_code != 0
+    kto = runner.invoke(app, ["train", "kto", "--help"], terminal_width=200)
+    assert kto.exit_code == 0
+    for option in ("--beta", "--desirable-weight", "--undesirable-weight", "--from-jsonl", "--kl-budget"):
+        assert option in kto.output
+    refresh_help = runner.invoke(app, ["train", "refresh", "--help"], terminal_width=200)
+    assert "kto" in refresh_help.output and "--derive-budgets" in refresh_help.output
     missing = runner.invoke(
         app, ["eval", "reward", "--model", str(tmp_path), "--pairs", str(tmp_path / "p.jsonl")]
     )
