@@ -81,7 +81,9 @@ class PolicyRuntime:
         from service.generation.engine import BatchingEngine
         from service.policy import load_policy
 
-        model, tokenizer = load_policy(version.base, version.adapter_path(self.models.root), self.settings.device)
+        model, tokenizer = load_policy(
+            version.base, version.adapter_path(self.models.root), self.settings.device
+        )
         return BatchingEngine(
             model,
             tokenizer,

@@ -121,7 +121,9 @@ class Settings(BaseSettings):
         "shipped",
         description="Bundled policy on llama.cpp: the shipped Q4_1 GGUF, or an F16 conversion of the base.",
     )
-    llamacpp_slots: int = Field(8, ge=1, le=256, description="llama-server parallel slots (answers decoded together).")
+    llamacpp_slots: int = Field(
+        8, ge=1, le=256, description="llama-server parallel slots (answers decoded together)."
+    )
     llamacpp_context: int = Field(
         2048, ge=256, le=131072, description="Context window of each llama-server slot, in tokens."
     )

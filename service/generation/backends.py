@@ -148,9 +148,14 @@ def smoke_version(version: ModelVersion, settings: Settings) -> str:
     tokenizer = load_tokenizer(version.base)
     config = server_config(settings, base, slots=1)
     server = LlamaServer(
-        config.binary, base, [] if adapter is None else [adapter], slots=1,
-        context_per_slot=min(config.context_per_slot, 1024), threads=config.threads, log_dir=config.log_dir,
-    )  # fmt: skip
+        config.binary,
+        base,
+        [] if adapter is None else [adapter],
+        slots=1,
+        context_per_slot=min(config.context_per_slot, 1024),
+        threads=config.threads,
+        log_dir=config.log_dir,
+    )
     server.start()
     try:
         return smoke_server(server, smoke_prompt_ids(tokenizer), None if adapter is None else 0)

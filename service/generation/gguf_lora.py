@@ -135,7 +135,9 @@ def convert_adapter(adapter_dir: Path, base_gguf: Path, target: Path) -> Path:
     for key, value in tensors.items():
         match = _PEFT_KEY.match(key)
         if match is None:
-            raise AdapterConversionFailed(f"{adapter_dir}: unexpected tensor {key!r} (only LoRA A/B is supported)")
+            raise AdapterConversionFailed(
+                f"{adapter_dir}: unexpected tensor {key!r} (only LoRA A/B is supported)"
+            )
         pairs.setdefault(match["module"], {})[match["side"]] = value
     if not pairs:
         raise AdapterConversionFailed(f"{adapter_dir}: the adapter holds no LoRA tensors")
@@ -160,11 +162,14 @@ def convert_adapter(adapter_dir: Path, base_gguf: Path, target: Path) -> Path:
             raise AdapterConversionFailed(f"{adapter_dir}: {module} has no llama.cpp tensor name")
         expected = base.tensor_shapes.get(f"{gguf_name}.weight")
         if expected is None:
-            raise AdapterConversionFailed(f"{adapter_dir}: the base GGUF has no {gguf_name}.weight ({module})")
+            raise AdapterConversionFailed(
+                f"{adapter_dir}: the base GGUF has no {gguf_name}.weight ({module})"
+            )
         if expected != (b.shape[0], a.shape[1]):
             raise AdapterConversionFailed(
                 f"{adapter_dir}: {module} maps ({a.shape[1]} -> {b.shape[0]}) but the base GGUF's "
-                f"{gguf_name}.weight is {expected[1]} -> {expected[0]}: the adapter was trained for another base"
+                f"{gguf_name}.weight is {expected[1]} -> {expected[0]}: "
+                "the adapter was trained for another base"
             )
         if module.endswith("q_proj"):
             b = rotary_rows(b, base.n_head)

@@ -119,16 +119,23 @@ class LlamaServer:
     def command(self) -> list[str]:
         args = [
             str(self.binary),
-            "--model", str(self.model),
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--parallel", str(self.slots),
+            "--model",
+            str(self.model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--parallel",
+            str(self.slots),
             # the KV cache is split evenly: each slot holds one request's full window
-            "--ctx-size", str(self.slots * self.context_per_slot),
-            "--threads", str(self.threads),
-            "--threads-batch", str(self.threads),
+            "--ctx-size",
+            str(self.slots * self.context_per_slot),
+            "--threads",
+            str(self.threads),
+            "--threads-batch",
+            str(self.threads),
             "--no-webui",
-        ]  # fmt: skip
+        ]
         for lora in self.loras:
             args += ["--lora", str(lora)]
         if self.loras:

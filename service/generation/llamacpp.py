@@ -139,9 +139,14 @@ class LlamaCppBackend:
         cfg = self.config
         loras = [p for p in adapters.values() if p is not None]
         new = LlamaServer(
-            cfg.binary, cfg.model, loras, slots=cfg.slots, context_per_slot=cfg.context_per_slot,
-            threads=cfg.threads, log_dir=cfg.log_dir,
-        )  # fmt: skip
+            cfg.binary,
+            cfg.model,
+            loras,
+            slots=cfg.slots,
+            context_per_slot=cfg.context_per_slot,
+            threads=cfg.threads,
+            log_dir=cfg.log_dir,
+        )
         new.start()
         if smoke is not None:
             path = adapters[smoke]
@@ -223,15 +228,16 @@ class LlamaCppEngine:
 
     async def _run(self, handle: RequestHandle, prompt_ids: list[int], params: SamplingParams) -> None:
         """Stream one request; watch the client and the deadline every 50 ms and hang up on either."""
-        counts = {"prompt_tokens": len(prompt_ids), "completion_tokens": 0}
+        counts = _Counts(len(prompt_ids))
         server: LlamaServer | None = None
         try:
             try:
-                server, lora_id = await asyncio.to_thread(self.backend.lease, self.model_id)
+                leased, lora_id = await asyncio.to_thread(self.backend.lease, self.model_id)
             except ModelUnavailable as exc:
-                handle.emit(GenerationEvent(finished=True, finish_reason="error", error=exc.message, **counts))
+                handle.emit(counts.final("error", exc.message))
                 return
-            stream = asyncio.create_task(self._stream(server, handle, prompt_ids, params, lora_id, counts))
+            server = leased
+            stream = asyncio.create_task(self._stream(leased, handle, prompt_ids, params, lora_id, counts))
             while not stream.done():
                 await asyncio.wait({stream}, timeout=0.05)
                 if stream.done():
@@ -240,18 +246,21 @@ class LlamaCppEngine:
                 if reason is not None:
                     stream.cancel()  # closes the HTTP stream: llama-server frees the slot
                     await asyncio.gather(stream, return_exceptions=True)
-                    handle.emit(GenerationEvent(finished=True, finish_reason=reason, **counts))
+                    handle.emit(counts.final(reason))
                     return
             error = stream.exception()
             if error is not None:
                 self.backend.stats.errors += 1
                 message = f"{type(error).__name__}: {error}"
-                if not server.alive():
-                    message = f"llama-server exited mid-stream ({server.log_tail(2)}); it restarts on the next request"
+                if not leased.alive():
+                    message = (
+                        f"llama-server exited mid-stream ({leased.log_tail(2)}); "
+                        "it restarts on the next request"
+                    )
                 log.warning("llama.cpp generation failed: %s", message)
-                handle.emit(GenerationEvent(finished=True, finish_reason="error", error=message, **counts))
+                handle.emit(counts.final("error", message))
         except asyncio.CancelledError:  # the engine is closing
-            handle.emit(GenerationEvent(finished=True, finish_reason="cancelled", **counts))
+            handle.emit(counts.final("cancelled"))
             raise
         finally:
             self.backend.pending -= 1
@@ -265,7 +274,7 @@ class LlamaCppEngine:
         prompt_ids: list[int],
         params: SamplingParams,
         lora_id: int | None,
-        counts: dict[str, int],
+        counts: _Counts,
     ) -> None:
         import httpx
 
@@ -285,18 +294,33 @@ class LlamaCppEngine:
                 if "error" in chunk:
                     raise GenerationError(f"llama-server: {_error_message(json.dumps(chunk))}")
                 text = chunk.get("content", "")
-                counts["completion_tokens"] += len(chunk.get("tokens") or ())
+                counts.completion += len(chunk.get("tokens") or ())
                 self.backend.stats.tokens += len(chunk.get("tokens") or ())
                 if text:
                     handle.emit(GenerationEvent(text=text))
                 if chunk.get("stop"):
-                    counts["completion_tokens"] = int(chunk.get("tokens_predicted", counts["completion_tokens"]))
+                    counts.completion = int(chunk.get("tokens_predicted", counts.completion))
                     reason = FINISH.get(str(chunk.get("stop_type")), "stop")
                     if reason == "stop" and chunk.get("stop_type") == "eos":
-                        counts["completion_tokens"] = max(counts["completion_tokens"] - 1, 0)
-                    handle.emit(GenerationEvent(finished=True, finish_reason=reason, **counts))
+                        counts.completion = max(counts.completion - 1, 0)
+                    handle.emit(counts.final(reason))
                     return
         raise GenerationError("llama-server closed the stream before it finished")
+
+
+@dataclass
+class _Counts:
+    prompt: int
+    completion: int = 0
+
+    def final(self, reason: str, error: str | None = None) -> GenerationEvent:
+        return GenerationEvent(
+            finished=True,
+            finish_reason=reason,
+            prompt_tokens=self.prompt,
+            completion_tokens=self.completion,
+            error=error,
+        )
 
 
 class GenerationError(RuntimeError):

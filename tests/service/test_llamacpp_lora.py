@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.generation.gguf_lora import AdapterConversionFailed, convert_adapter, read_base_shape, rotary_rows
+from service.generation.gguf_lora import (
+    AdapterConversionFailed,
+    convert_adapter,
+    read_base_shape,
+    rotary_rows,
+)
 
 HIDDEN, HEADS, KV_HEADS, LAYERS = 16, 4, 2, 2
 KV = HIDDEN // HEADS * KV_HEADS  # 8
@@ -24,8 +29,12 @@ def write_base(path: Path, hidden: int = HIDDEN) -> Path:
     writer.add_head_count_kv(KV_HEADS)
     kv = hidden // HEADS * KV_HEADS
     for i in range(LAYERS):
-        for name, shape in (("attn_q", (hidden, hidden)), ("attn_k", (kv, hidden)),
-                            ("attn_v", (kv, hidden)), ("attn_output", (hidden, hidden))):  # fmt: skip
+        for name, shape in (
+            ("attn_q", (hidden, hidden)),
+            ("attn_k", (kv, hidden)),
+            ("attn_v", (kv, hidden)),
+            ("attn_output", (hidden, hidden)),
+        ):
             writer.add_tensor(f"blk.{i}.{name}.weight", np.zeros(shape, dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -34,8 +43,14 @@ def write_base(path: Path, hidden: int = HIDDEN) -> Path:
     return path
 
 
-def write_peft(folder: Path, rank: int = 2, hidden: int = HIDDEN, config_rank: int | None = None,
-               alpha: float = 8.0, rslora: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
+def write_peft(
+    folder: Path,
+    rank: int = 2,
+    hidden: int = HIDDEN,
+    config_rank: int | None = None,
+    alpha: float = 8.0,
+    rslora: bool = False,
+) -> dict[str, np.ndarray]:
     from safetensors.numpy import save_file
 
     rng = np.random.default_rng(0)
@@ -48,8 +63,13 @@ def write_peft(folder: Path, rank: int = 2, hidden: int = HIDDEN, config_rank: i
             tensors[f"{key}.lora_B.weight"] = rng.normal(size=(out, rank)).astype(np.float32)
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "adapter_model.safetensors"))
-    config = {"peft_type": "LORA", "r": config_rank or rank, "lora_alpha": alpha, "use_rslora": rslora,
-              "target_modules": ["q_proj", "k_proj", "v_proj"]}  # fmt: skip
+    config = {
+        "peft_type": "LORA",
+        "r": config_rank or rank,
+        "lora_alpha": alpha,
+        "use_rslora": rslora,
+        "target_modules": ["q_proj", "k_proj", "v_proj"],
+    }
     (folder / "adapter_config.json").write_text(json.dumps(config))
     return tensors
 
