@@ -36,6 +36,8 @@ import numpy as np
 from service.generation.base import SamplingParams
 from service.generation.llama_server import LlamaServer
 
+CONTEXT = 2048  # the default KBLOOP_LLAMACPP_CONTEXT, which the kbloop arms use
+
 
 def _p(values: list[float], q: float) -> float:
     return round(float(np.percentile(np.asarray(values), q)), 3)
@@ -52,16 +54,16 @@ def _arm_summary(walls: list[float], tokens: list[int], ttft: list[float]) -> di
     }
 
 
-def _body(ids: list[int], n: int) -> dict[str, Any]:
+def _body(ids: list[int], n: int, context: int) -> dict[str, Any]:
     from service.generation.llamacpp import completion_body
 
-    return completion_body(ids, SamplingParams(max_new_tokens=n, temperature=0.0), None)
+    return completion_body(ids, SamplingParams(max_new_tokens=n, temperature=0.0), None, context)
 
 
 async def _raw_request(client: Any, url: str, ids: list[int], n: int) -> tuple[float, int, float | None]:
     """(wall s, generated tokens, ttft s) of one streamed /completion sent straight to llama-server."""
     start, first, tokens = time.perf_counter(), None, 0
-    async with client.stream("POST", f"{url}/completion", json=_body(ids, n)) as response:
+    async with client.stream("POST", f"{url}/completion", json=_body(ids, n, CONTEXT)) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not line.startswith("data: "):

@@ -173,6 +173,18 @@ class LlamaServer:
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def exited(self, within_s: float) -> bool:
+        """Whether the process has ended, or ends within `within_s` (a broken connection is seen a moment
+        before the kernel reports the process dead)."""
+        process = self._process
+        if process is None:
+            return True
+        try:
+            process.wait(timeout=within_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def log_tail(self, lines: int = 4) -> str:
         try:
             text = self.log_path.read_text(errors="replace").strip().splitlines()

@@ -13,9 +13,10 @@ process finishes the ones it is streaming and is stopped (`LlamaCppBackend.ensur
 process fails (corrupt adapter, wrong base), the old one keeps serving and the error is named.
 
 Sampling (`SamplingParams` → /completion): temperature (0 = greedy), top_p, seed, max_new_tokens →
-n_predict, repetition_penalty → repeat_penalty over the whole context (repeat_last_n = -1), stop →
-stop. llama.cpp's default top_k = 40 and min_p = 0.05 are switched off so the distribution is the one
-the transformers engine samples from. llama.cpp has no no-repeat-n-gram ban; `no_repeat_ngram_size = n`
+n_predict, repetition_penalty → repeat_penalty over the whole context (repeat_last_n = the slot's
+window), stop → stop. The sampler chain is set to penalties → DRY → temperature → top-p
+(`SAMPLERS`): llama.cpp's default top_k = 40 and min_p = 0.05 are left out, so the distribution is
+the one the transformers engine samples from. llama.cpp has no no-repeat-n-gram ban; `no_repeat_ngram_size = n`
 maps to its DRY sampler (penalises a token that extends a sequence already seen, exponentially in the
 length beyond n - 1 tokens) over the last `max_new_tokens` tokens of context: a strong discouragement,
 not a hard ban, and it also sees the end of the prompt.
@@ -42,6 +43,9 @@ from service.generation.llama_server import LlamaServer
 
 log = logging.getLogger(__name__)
 
+# the transformers engine's order: penalties, then temperature, then top-p (llama.cpp's default chain
+# applies top-p before temperature and adds top-k 40 and min-p 0.05)
+SAMPLERS = ("penalties", "dry", "temperature", "top_p")
 FINISH = {"eos": "stop", "word": "stop", "limit": "length"}
 SMOKE_TOKENS = 4
 
@@ -58,8 +62,17 @@ class ServerConfig:
     drain_timeout_s: float = 120.0
 
 
-def completion_body(prompt_ids: list[int], params: SamplingParams, lora_id: int | None) -> dict[str, Any]:
-    """The /completion request for one generation (see the module docstring for the mapping)."""
+def completion_body(
+    prompt_ids: list[int], params: SamplingParams, lora_id: int | None, context: int, adapters: int = 0
+) -> dict[str, Any]:
+    """The /completion request for one generation (see the module docstring for the mapping);
+    `context` is the slot's window: the repetition penalty looks back over all of it. `adapters` is how
+    many LoRAs the process loaded: a base-model request on such a process names adapter 0 at scale 0
+    (an empty list would let the slot reuse a prompt cache computed with another request's adapter)."""
+    if lora_id is not None:
+        lora = [{"id": lora_id, "scale": 1.0}]
+    else:
+        lora = [{"id": 0, "scale": 0.0}] if adapters else []
     body: dict[str, Any] = {
         "prompt": list(prompt_ids),
         "stream": True,
@@ -68,11 +81,12 @@ def completion_body(prompt_ids: list[int], params: SamplingParams, lora_id: int 
         "top_p": params.top_p,
         "top_k": 0,
         "min_p": 0.0,
+        "samplers": list(SAMPLERS),
         "repeat_penalty": params.repetition_penalty,
-        "repeat_last_n": -1,
+        "repeat_last_n": context,
         "stop": list(params.stop),
         "cache_prompt": True,
-        "lora": [] if lora_id is None else [{"id": lora_id, "scale": 1.0}],
+        "lora": lora,
     }
     if params.seed is not None:
         body["seed"] = params.seed
@@ -173,7 +187,8 @@ def smoke_server(server: LlamaServer, prompt_ids: list[int], lora_id: int | None
     answers nothing (a LoRA that loaded but breaks the model)."""
     import httpx
 
-    body = completion_body(prompt_ids, SamplingParams(max_new_tokens=SMOKE_TOKENS, temperature=0), lora_id)
+    params = SamplingParams(max_new_tokens=SMOKE_TOKENS, temperature=0)
+    body = completion_body(prompt_ids, params, lora_id, server.context_per_slot, len(server.loras))
     body["stream"] = False
     try:
         response = httpx.post(f"{server.url}/completion", json=body, timeout=60)
@@ -252,7 +267,7 @@ class LlamaCppEngine:
             if error is not None:
                 self.backend.stats.errors += 1
                 message = f"{type(error).__name__}: {error}"
-                if not leased.alive():
+                if await asyncio.to_thread(leased.exited, 1.0):
                     message = (
                         f"llama-server exited mid-stream ({leased.log_tail(2)}); "
                         "it restarts on the next request"
@@ -278,7 +293,7 @@ class LlamaCppEngine:
     ) -> None:
         import httpx
 
-        body = completion_body(prompt_ids, params, lora_id)
+        body = completion_body(prompt_ids, params, lora_id, server.context_per_slot, len(server.loras))
         timeout = httpx.Timeout(None, connect=10)
         async with (
             httpx.AsyncClient(timeout=timeout) as client,

@@ -84,12 +84,25 @@ def served(tmp_path: Path, smol_tiny_dir: Path, smol_tiny_gguf: Path) -> Any:
     versions.close()
 
 
-def add_adapter_version(
-    directory: ModelDirectory, base_dir: Path, version_id: str, seed: int = 5
-) -> ModelVersion:
-    from tests.service.test_versions import save_lora
+def save_strong_lora(base_dir: Path, target: Path) -> None:
+    """A LoRA on all attention projections, large enough to move a random tiny model's greedy tokens."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
 
-    save_lora(base_dir, directory.root / "versions" / version_id / "adapter")
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=16, target_modules=targets))
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 2.0)
+    peft_model.save_pretrained(target)
+
+
+def add_adapter_version(directory: ModelDirectory, base_dir: Path, version_id: str) -> ModelVersion:
+    save_strong_lora(base_dir, directory.root / "versions" / version_id / "adapter")
     return directory.add(ModelVersion(id=version_id, base=str(base_dir), adapter="adapter", parent="v0001"))
 
 
@@ -246,7 +259,7 @@ def test_champion_and_canary_share_one_process_with_per_request_adapters(
         ids = prompt(base_engine)
         plain = (await collect(base_engine.submit(ids, GREEDY)))[0]
         adapted = (await collect(tuned_engine.submit(ids, GREEDY)))[0]
-        again = (await collect(base_engine.submit(ids, GREEDY)))[0]
+        again = (await collect(base_engine.submit(ids, GREEDY)))[0]  # same slot, its cache had the LoRA
         return plain, adapted, again
 
     plain, adapted, again = asyncio.run(run())
