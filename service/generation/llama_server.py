@@ -135,6 +135,9 @@ class LlamaServer:
             "--threads-batch",
             str(self.threads),
             "--no-webui",
+            # weight repacking for the CPU's extra buffer types (AMX here) segfaults while loading the
+            # shipped Q4_1 GGUF with this build (seen 2026-12-02 on this machine); plain CPU buffers work
+            "--no-repack",
         ]
         for lora in self.loras:
             args += ["--lora", str(lora)]

@@ -16,10 +16,10 @@ Sampling (`SamplingParams` → /completion): temperature (0 = greedy), top_p, se
 n_predict, repetition_penalty → repeat_penalty over the whole context (repeat_last_n = the slot's
 window), stop → stop. The sampler chain is set to penalties → DRY → temperature → top-p
 (`SAMPLERS`): llama.cpp's default top_k = 40 and min_p = 0.05 are left out, so the distribution is
-the one the transformers engine samples from. llama.cpp has no no-repeat-n-gram ban; `no_repeat_ngram_size = n`
-maps to its DRY sampler (penalises a token that extends a sequence already seen, exponentially in the
-length beyond n - 1 tokens) over the last `max_new_tokens` tokens of context: a strong discouragement,
-not a hard ban, and it also sees the end of the prompt.
+the one the transformers engine samples from. llama.cpp has no no-repeat-n-gram ban;
+`no_repeat_ngram_size = n` maps to its DRY sampler (penalises a token that extends a sequence already
+seen, exponentially in the length beyond n - 1 tokens) over the last `max_new_tokens` tokens of
+context: a strong discouragement, not a hard ban, and it also sees the end of the prompt.
 
 Failures. The bounded queue answers `QueueFull` (503 + Retry-After) when `slots + queue_size`
 requests are in flight. Cancellation and deadlines close the HTTP stream, which frees the slot. A
