@@ -18,7 +18,9 @@ pytestmark = [
     ),
 ]
 
-PREFIX = 12  # greedy tokens that must agree
+PREFIX = 12  # greedy tokens compared
+MIN_COMMON = 6  # tokens that must agree before any divergence
+NEAR_TIE = 0.5  # a divergence is allowed only where transformers' two choices are this close (logits)
 QUESTIONS = [
     "Where is the HR department in Boston?",
     "How much does a parking permit cost per month? Answer in one sentence.",
@@ -48,7 +50,9 @@ def random_adapter(base: Path, target: Path) -> None:
     peft_model.save_pretrained(target)
 
 
-def transformers_greedy(base: Path, adapter: Path | None, prompts: list[list[int]]) -> list[list[int]]:
+def transformers_greedy(
+    base: Path, adapter: Path | None, prompts: list[list[int]]
+) -> tuple[Any, list[list[int]]]:
     import torch
 
     from service.policy import load_policy
@@ -67,7 +71,25 @@ def transformers_greedy(base: Path, adapter: Path | None, prompts: list[list[int
                 pad_token_id=tokenizer.pad_token_id,
             )
         out.append(made[0, len(ids) :].tolist())
-    return out
+    return model, out
+
+
+def assert_same_greedy(
+    model: Any, prompts: list[list[int]], expected: list[list[int]], got: list[list[int]]
+) -> None:
+    """Token for token the same, or the same for MIN_COMMON tokens and then a divergence at a near tie
+    of the float32 model (F16 rounding may flip it); after a divergence the texts legitimately differ."""
+    import torch
+
+    for ids, want, have in zip(prompts, expected, got, strict=True):
+        common = next((i for i, (a, b) in enumerate(zip(want, have, strict=True)) if a != b), len(want))
+        if common == len(want):
+            continue
+        assert common >= MIN_COMMON, (common, want, have)
+        with torch.no_grad():
+            logits = model(torch.tensor([ids + want[:common]])).logits[0, -1]
+        gap = float(logits[want[common]] - logits[have[common]])
+        assert 0 <= gap < NEAR_TIE, (common, gap, want, have)
 
 
 def llamacpp_greedy(server: LlamaServer, prompts: list[list[int]], lora: int | None) -> list[list[int]]:
@@ -115,8 +137,8 @@ def test_f16_greedy_tokens_match_transformers_with_and_without_a_lora(
     f16 = convert_hf_folder(real_base, tmp_path / "gguf")
     lora = convert_adapter(adapter, f16, tmp_path / "adapter.lora.gguf")
 
-    expected_base = transformers_greedy(real_base, None, prompts)
-    expected_tuned = transformers_greedy(real_base, adapter, prompts)
+    base_model, expected_base = transformers_greedy(real_base, None, prompts)
+    tuned_model, expected_tuned = transformers_greedy(real_base, adapter, prompts)
     assert expected_tuned != expected_base  # the adapter is not trivial
 
     server = LlamaServer(binary, f16, [lora], slots=1, context_per_slot=1024, threads=2, log_dir=tmp_path)
@@ -126,5 +148,5 @@ def test_f16_greedy_tokens_match_transformers_with_and_without_a_lora(
         got_tuned = llamacpp_greedy(server, prompts, 0)
     finally:
         server.stop()
-    assert got_base == expected_base
-    assert got_tuned == expected_tuned
+    assert_same_greedy(base_model, prompts, expected_base, got_base)
+    assert_same_greedy(tuned_model, prompts, expected_tuned, got_tuned)
