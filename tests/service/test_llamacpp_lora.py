@@ -154,3 +154,22 @@ def test_missing_config_and_non_lora_are_refused(tmp_path: Path) -> None:
     (tmp_path / "ia3" / "adapter_config.json").write_text(json.dumps({"peft_type": "IA3"}))
     with pytest.raises(AdapterConversionFailed, match="not LoRA"):
         convert_adapter(tmp_path / "ia3", base, tmp_path / "a.gguf")
+
+
+def test_auto_backend_picks_llamacpp_only_for_the_bundled_gguf_where_the_server_exists(
+    tmp_path: Path,
+) -> None:
+    from service.errors import ModelUnavailable
+    from service.generation.backends import choose_backend
+    from service.settings import Settings
+
+    binary = tmp_path / "llama-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert choose_backend(Settings(llama_server=str(binary))) == "llamacpp"
+    assert choose_backend(Settings(llama_server=str(tmp_path / "missing"))) == "transformers"
+    assert choose_backend(Settings(llama_server=str(binary), model=str(tmp_path))) == "transformers"
+    assert choose_backend(Settings(llama_server=str(binary), device="cuda")) == "transformers"
+    assert choose_backend(Settings(backend="llamacpp", model=str(tmp_path))) == "llamacpp"
+    with pytest.raises(ModelUnavailable, match="vLLM"):
+        choose_backend(Settings(backend="vllm"))
