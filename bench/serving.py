@@ -494,8 +494,28 @@ def main() -> None:
         "--prompts-file", type=Path, help="read prompt token ids (JSON) instead of retrieving"
     )
     parser.add_argument("--save-prompts", type=Path, help="write the prompt token ids (JSON) and exit")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serving.json")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: bench/results/serving[-BACKEND].json"
+    )
+    parser.add_argument("--backend", choices=["transformers", "llamacpp"], default="transformers",
+                        help="llamacpp: kbloop on llama.cpp beside llama-server alone and the transformers "
+                             "engine (bench/serving_llamacpp.py)")  # fmt: skip
+    parser.add_argument(
+        "--weights", choices=["shipped", "f16"], default="shipped", help="llamacpp: which GGUF"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="llamacpp: llama-server threads (0 = all cores)"
+    )
+    parser.add_argument("--held-out", type=Path, default=REPO / "bench" / "questions" / "extra-heldout.jsonl")
+    parser.add_argument(
+        "--held-out-questions", type=int, default=20, help="llamacpp: held-out questions asked"
+    )
+    parser.add_argument("--held-out-tokens", type=int, default=160, help="llamacpp: their max_tokens")
+    parser.add_argument("--skip-transformers", action="store_true", help="llamacpp: no transformers arm")
     args = parser.parse_args()
+    if args.out is None:
+        suffix = "" if args.backend == "transformers" else f"-{args.backend}"
+        args.out = REPO / "bench" / "results" / f"serving{suffix}.json"
 
     started = time.perf_counter()
     model, tokenizer, path = load(args.model, args.models_dir, args.device)
@@ -529,6 +549,14 @@ def main() -> None:
         "engine": {"max_batch": args.max_batch, "batch_wait_ms": args.batch_wait_ms},
     }
     print(json.dumps(results, indent=1), flush=True)
+    if args.backend == "llamacpp":
+        assert index is not None, "--backend llamacpp retrieves: it cannot use --prompts-file"
+        llamacpp_bench(args, results, model, tokenizer, path, prompts, index, questions)
+        results["bench_wall_s"] = round(time.perf_counter() - started, 1)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        print(json.dumps(results["llamacpp"]["ratios"], indent=1) + f"\nwrote {args.out}")
+        return
     engine = BatchingEngine(
         model, tokenizer, model_id=Path(path).name, max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms, queue_size=max(64, args.concurrency),
@@ -563,6 +591,49 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print("\n" + report(results) + f"\nwrote {args.out}")
+
+
+def llamacpp_bench(
+    args: argparse.Namespace, results: dict[str, Any], model: Any, tokenizer: Any, path: str,
+    prompts: list[list[int]], index: Path, questions: list[str],
+) -> None:  # fmt: skip
+    """--backend llamacpp: the transformers engine first (1 and N streams), then the llama.cpp arms."""
+    from bench import serving_llamacpp
+
+    if not args.skip_transformers:
+        engine = BatchingEngine(
+            model, tokenizer, model_id=Path(path).name, max_batch=args.max_batch,
+            batch_wait_ms=args.batch_wait_ms, queue_size=max(64, args.concurrency),
+        )  # fmt: skip
+        no_reference: list[list[int]] = [[] for _ in prompts]
+        try:
+            warm_up(model, tokenizer, engine, prompts, args.concurrency)
+            single = single_stream(engine, prompts, args.max_new_tokens, no_reference)
+            many = concurrent(
+                engine, prompts, args.max_new_tokens, args.concurrency, args.waves, no_reference
+            )
+        finally:
+            engine.close()
+        for arm in (single, many):
+            arm.pop("same_text_as_generate")
+        one_answer = round(single["wall_s"] / single["requests"], 3)
+        results["transformers"] = {
+            "single_stream": single,
+            "concurrent": many,
+            "one_answer_mean_s": one_answer,
+        }
+    del model
+    results["llamacpp"] = out = serving_llamacpp.run(
+        args, tokenizer, path, prompts, index, questions[: args.prompts]
+    )
+    if "transformers" in results:
+        tf = results["transformers"]
+        out["ratios"]["engine_one_answer_vs_transformers"] = round(
+            tf["one_answer_mean_s"] / out["kbloop_engine"]["one_answer_mean_s"], 3
+        )
+        out["ratios"]["engine_concurrent_vs_transformers"] = round(
+            out["kbloop_engine"]["concurrent"]["tokens_per_s"] / tf["concurrent"]["tokens_per_s"], 3
+        )
 
 
 if __name__ == "__main__":

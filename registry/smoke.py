@@ -1,5 +1,7 @@
-"""Before a version serves: load it (base + adapter) and answer one short prompt with finite logits.
-The prompt is the deployment's (registry.smoke_prompt)."""
+"""Before a version serves: load it (base + adapter) on the backend that will serve it and answer one
+short prompt, the deployment's own (registry.smoke_prompt). On llama.cpp that means converting its
+adapter to a GGUF LoRA, loading it in a llama-server beside its base GGUF and generating a few tokens;
+on transformers, finite logits and a few tokens."""
 
 from __future__ import annotations
 
@@ -11,7 +13,18 @@ if TYPE_CHECKING:
 
 
 def smoke_test(version: ModelVersion, settings: Settings) -> None:
-    """Raises when the version cannot load or produces non-finite logits / no tokens."""
+    """Raises (a named error where the backend has one) when the version cannot load or answer."""
+    from service.generation.backends import choose_backend
+
+    if choose_backend(settings) == "llamacpp":
+        from service.generation.backends import smoke_version
+
+        smoke_version(version, settings)
+        return
+    _smoke_transformers(version, settings)
+
+
+def _smoke_transformers(version: ModelVersion, settings: Settings) -> None:
     import torch
 
     from registry.smoke_prompt import smoke_prompt

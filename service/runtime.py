@@ -3,6 +3,11 @@
 The champion is loaded at startup; any other version (an id or an alias such as `candidate`) is
 loaded when a request first names it, at most `max_loaded` at a time (the least recently used one that
 is not the champion is closed first).
+
+The backend is chosen once (KBLOOP_BACKEND, service/generation/backends.py). On the transformers backend
+each version is its own engine; on llama.cpp the versions share one server process per base GGUF and
+each request selects its version's LoRA, and a version the process lacks (a fresh promotion) starts a
+new process that replaces the old one once it answers (the old one drains first).
 """
 
 from __future__ import annotations
@@ -16,9 +21,8 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+from service.generation.backends import LlamaCppVersions, choose_backend
 from service.generation.base import Generator
-from service.generation.engine import BatchingEngine
-from service.policy import load_policy
 from service.settings import Settings
 from service.versions import ModelDirectory, ModelVersion
 
@@ -33,6 +37,9 @@ class PolicyRuntime:
         self._engines: OrderedDict[str, Generator] = OrderedDict()
         self._lock = threading.Lock()
         self._share, self._share_read_at = 0.0, float("-inf")
+        self.backend = choose_backend(settings)
+        self._llamacpp = LlamaCppVersions(settings) if self.backend == "llamacpp" else None
+        log.info("generation backend: %s", self.backend)
 
     def resolve(self, name: str) -> ModelVersion:
         return self.models.resolve(name or "champion")
@@ -61,21 +68,30 @@ class PolicyRuntime:
             if version.id in self._engines:
                 self._engines.move_to_end(version.id)
                 return self._engines[version.id]
-            model, tokenizer = load_policy(
-                version.base, version.adapter_path(self.models.root), self.settings.device
-            )
-            engine = BatchingEngine(
-                model,
-                tokenizer,
-                model_id=version.id,
-                max_batch=self.settings.max_batch,
-                batch_wait_ms=self.settings.batch_wait_ms,
-                queue_size=self.settings.queue_size,
-            )
+            engine = self._load(version)
             self._engines[version.id] = engine
             self._evict()
             log.info("loaded model version %s (%s)", version.id, version.base)
             return engine
+
+    def _load(self, version: ModelVersion) -> Generator:
+        if self._llamacpp is not None:
+            keep = {*self._engines, version.id, *self.models.aliases().values()}
+            return self._llamacpp.engine(version, keep)
+        from service.generation.engine import BatchingEngine
+        from service.policy import load_policy
+
+        model, tokenizer = load_policy(
+            version.base, version.adapter_path(self.models.root), self.settings.device
+        )
+        return BatchingEngine(
+            model,
+            tokenizer,
+            model_id=version.id,
+            max_batch=self.settings.max_batch,
+            batch_wait_ms=self.settings.batch_wait_ms,
+            queue_size=self.settings.queue_size,
+        )
 
     async def aengine(self, version: ModelVersion) -> Generator:
         with self._lock:
@@ -88,9 +104,13 @@ class PolicyRuntime:
         return list(self._engines)
 
     def queue_depth(self) -> int:
+        if self._llamacpp is not None:  # the versions share their backend's queue: count it once
+            return sum(max(b.pending - b.config.slots, 0) for b in self._llamacpp.backends())
         return sum(e.stats().queue_depth for e in list(self._engines.values()))
 
     def active(self) -> int:
+        if self._llamacpp is not None:
+            return sum(min(b.pending, b.config.slots) for b in self._llamacpp.backends())
         return sum(e.stats().active for e in list(self._engines.values()))
 
     def _evict(self) -> None:
@@ -106,6 +126,8 @@ class PolicyRuntime:
             for engine in self._engines.values():
                 engine.close()
             self._engines.clear()
+            if self._llamacpp is not None:
+                self._llamacpp.close()
 
 
 def canary_bucket(conversation_id: str) -> float:

@@ -140,6 +140,27 @@ class Settings(BaseSettings):
         50, ge=1, description="Votes on each version needed before a rollback."
     )
 
+    # generation backends (service/generation/backends.py)
+    backend: Literal["auto", "llamacpp", "vllm", "transformers"] = Field(
+        "auto",
+        description="Who generates: auto = llama.cpp when its server is installed and the policy is the "
+        "bundled GGUF (not on CUDA), else transformers.",
+    )
+    llama_server: str = Field(
+        "", description="Path to a llama-server binary; empty = the one `make install` built, or PATH."
+    )
+    llamacpp_weights: Literal["shipped", "f16"] = Field(
+        "shipped",
+        description="Bundled policy on llama.cpp: the shipped Q4_1 GGUF, or an F16 conversion of the base.",
+    )
+    llamacpp_slots: int = Field(
+        8, ge=1, le=256, description="llama-server parallel slots (answers decoded together)."
+    )
+    llamacpp_context: int = Field(
+        2048, ge=256, le=131072, description="Context window of each llama-server slot, in tokens."
+    )
+    llamacpp_threads: int = Field(0, ge=0, le=1024, description="llama-server CPU threads; 0 = all cores.")
+
     def gate_thresholds(self) -> GateThresholds:
         from registry.gate import GateThresholds
 

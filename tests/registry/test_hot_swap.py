@@ -4,15 +4,23 @@ requests are in flight."""
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from registry.registry import Registry
 from registry.smoke import smoke_test
+from service.generation.llama_server import server_binary
 from service.runtime import canary_bucket
 from service.versions import ModelVersion
 from tests.service.conftest import PARKING, ask
+from tests.service.test_llamacpp import smol_tiny_dir, smol_tiny_gguf
 from tests.service.test_versions import save_lora
+
+__all__ = ["smol_tiny_dir", "smol_tiny_gguf"]  # session fixtures shared with tests/service/test_llamacpp.py
 
 
 def add_tuned(client: Any, tiny_model_dir: Path) -> Registry:
@@ -73,5 +81,51 @@ def test_promotion_under_concurrent_load_fails_no_request(make_client: Any, tiny
     )  # new requests: new champion
     after = client.post("/v1/chat/completions", json=ask(PARKING, max_tokens=2)).json()
     assert after["kbloop"]["model_version"] == "v0002"
+    models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert models["champion"]["kbloop"]["alias_of"] == "v0002"
+
+
+@pytest.mark.skipif(server_binary() is None, reason="llama-server is not installed (make install builds it)")
+def test_promotion_under_concurrent_load_on_llamacpp_fails_no_request(
+    make_client: Any, smol_tiny_dir: Path, smol_tiny_gguf: Path, tmp_path: Path
+) -> None:
+    """The same hot swap on the llama.cpp backend: the promoted version needs a new llama-server process
+    (its adapter was not loaded); requests in flight finish on the old one, which is then stopped."""
+    gguf_dir = tmp_path / "var" / "models" / "gguf"
+    gguf_dir.mkdir(parents=True)
+    os.link(smol_tiny_gguf, gguf_dir / smol_tiny_gguf.name)
+    client = make_client(
+        model=str(smol_tiny_dir),
+        backend="llamacpp",
+        llamacpp_slots=4,
+        llamacpp_threads=1,
+        llamacpp_context=1024,
+    )
+    runtime = client.app.state.kbloop.runtime
+    assert runtime.backend == "llamacpp"
+    backend = runtime._llamacpp.backends()[0]
+    old = backend.server
+    registry = add_tuned(client, smol_tiny_dir)
+    settings = client.app.state.kbloop.settings
+
+    def one(i: int) -> tuple[int, str]:
+        response = client.post("/v1/chat/completions", json=ask(PARKING, max_tokens=16, stream=False))
+        return response.status_code, response.json().get("kbloop", {}).get("model_version", "")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        first = [pool.submit(one, i) for i in range(16)]
+        registry.promote(
+            "v0002", actor="ana", reason="hot swap", override=True, smoke=lambda v: smoke_test(v, settings)
+        )
+        second = [pool.submit(one, i) for i in range(16)]
+        results = [f.result() for f in first + second]
+    assert all(status == 200 for status, _ in results), results
+    assert {version for _, version in results} <= {"v0001", "v0002"}
+    assert all(version == "v0002" for _, version in [f.result() for f in second])
+    assert backend.server is not old and backend.server is not None and backend.server.alive()
+    deadline = time.monotonic() + 30
+    while old is not None and old.alive() and time.monotonic() < deadline:  # drained, then stopped
+        time.sleep(0.1)
+    assert old is not None and not old.alive()
     models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
     assert models["champion"]["kbloop"]["alias_of"] == "v0002"
