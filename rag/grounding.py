@@ -283,8 +283,8 @@ class StreamingCheck:
         min_support: float = 0.0,
     ) -> None:
         self.question = question
-        # the first sentence must cover this much of the question (rag.grounding.coverage), else the
-        # answer is about something else (a passage the model copied instead of answering)
+        # the answer must cover this much of the question (rag.grounding.coverage) before any of it is
+        # shown, else it is about something else (a passage the model copied instead of answering)
         self.min_coverage = min_coverage
         # each sentence's content words must be this much in the passages: a small model's fluent
         # sentence about something the passages never say has no invented number, but few of their words
@@ -296,6 +296,7 @@ class StreamingCheck:
         self.shown = ""
         self.failed: str | None = None
         self._separator = " "  # what ended the previous sentence: a space or a line break
+        self.held: str | None = "" if enabled and min_coverage > 0 else None  # passed, not yet shown
 
     def _check(self, sentence: str) -> tuple[str, str | None]:
         """(the sentence as it may be shown, why it fails or None)."""
@@ -311,10 +312,6 @@ class StreamingCheck:
             # retrieval judged the question answerable before the model was called: its passages are the
             # best the knowledge base has, so quoting them beats the model's stock refusal
             return clean, "says the passages do not answer"
-        if not self.shown and self.min_coverage > 0:
-            covered = coverage(self.question, clean)
-            if covered < self.min_coverage:
-                return clean, f"does not address the question (covers {covered:.0%} of it)"
         candidate = f"{self.shown} {clean}".strip()
         loop = degeneration(candidate, self.ngram, self.max_repeats)
         if loop:
@@ -340,7 +337,14 @@ class StreamingCheck:
         out = (self._separator if self.shown else "") + clean
         self._separator = ended_by
         self.shown += out
-        return out
+        if self.held is None:
+            return out
+        # sentences wait until together they address the question well enough (min_coverage)
+        self.held += out
+        if coverage(self.question, self.shown) < self.min_coverage:
+            return ""
+        released, self.held = self.held, None
+        return released
 
     def feed(self, piece: str) -> str:
         if self.failed is not None:
@@ -366,8 +370,15 @@ class StreamingCheck:
         return out
 
     def finish(self) -> str:
-        """Check and return the last, unterminated sentence."""
-        if self.failed is not None or not self.pending.strip():
+        """Check and return the last, unterminated sentence (and what was held back, when the whole
+        answer addresses the question; otherwise the answer fails and nothing more is shown)."""
+        out = ""
+        if self.failed is None and self.pending.strip():
+            sentence, self.pending = self.pending.strip(), ""
+            out = self._accept(sentence, " ")
+        if self.failed is None and self.held is not None:
+            covered = coverage(self.question, self.shown)
+            self.failed = f"does not address the question (covers {covered:.0%} of it)"
+            self.shown, self.held = "", None
             return ""
-        sentence, self.pending = self.pending.strip(), ""
-        return self._accept(sentence, " ")
+        return out

@@ -162,13 +162,13 @@ class Answerer:
         handle = engine.submit(prompt_ids, params, timeout_s=self.settings.request_timeout_s)
         question = conversation[-1]["content"]
         texts = [p.text for p in passages]
-        # the first sentence must cover the question about as well as the passages' best sentence does
+        # the answer must cover the question better than the passages' best sentence does to be shown
         best = max((coverage(question, s.text) for s in candidate_sentences(texts)), default=0.0)
         check = StreamingCheck(
             question,
             texts,
             enabled=self.settings.answer_checks,
-            min_coverage=self.settings.answer_min_coverage * best,
+            min_coverage=min(1.0, self.settings.answer_min_coverage * best),
             min_support=self.settings.answer_min_support,
         )
         text, generated, finish, completion, error, done = "", "", "stop", 0, None, False

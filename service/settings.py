@@ -63,11 +63,11 @@ class Settings(BaseSettings):
         "sentences.",
     )
     answer_min_coverage: float = Field(
-        0.6,
+        1.4,
         ge=0,
-        le=1,
-        description="The first sentence must cover the question's words at least this share as well as the "
-        "passages' best sentence does, else the answer is off-topic and replaced by passage sentences.",
+        le=5,
+        description="A generated answer is shown once it covers the question's words this many times as "
+        "well as the passages' best sentence does (at most all of them); else passage sentences replace it.",
     )
     answer_min_support: float = Field(
         0.8,

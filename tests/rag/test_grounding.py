@@ -84,3 +84,15 @@ def test_streaming_check_refuses_an_invented_number_and_a_stock_refusal() -> Non
     assert refusal.feed("The passages do not cover this question. ") == ""
     assert says_not_covered("The knowledge base does not cover it.")
     assert not says_not_covered("It covers 15 days.")
+
+
+def test_an_answer_is_held_back_until_it_addresses_the_question() -> None:
+    question = "How many vacation days do new employees get?"
+    on_topic = StreamingCheck(question, PASSAGES, min_coverage=0.75)
+    assert on_topic.feed("The calendar has 11 paid holidays [1]. ") == ""  # passes, but off the question
+    shown = on_topic.feed("New employees get 15 vacation days [1]. They")
+    assert shown == "The calendar has 11 paid holidays [1]. New employees get 15 vacation days [1]."
+    off_topic = StreamingCheck(question, PASSAGES, min_coverage=0.75)
+    assert off_topic.feed("The calendar has 11 paid holidays [1]. ") == "" and off_topic.finish() == ""
+    assert off_topic.failed is not None and "does not address" in off_topic.failed
+    assert off_topic.shown == ""  # the caller replaces it
