@@ -184,6 +184,12 @@ class RefreshConfig:
         "its max_length.",
     )
     response_tokens: int = _f(256, "Response budget added to the prompts' p95 by derive_budgets.")
+    composite: bool = _f(
+        True,
+        "PPO's reward = the reward model plus the verifiable checks (trainer/verifiable.py), weighed by a "
+        "Bradley-Terry fit on the employees' pairs (trainer/composite.py); False = the reward model alone.",
+    )
+    composite_sample: int = _f(32, "Training pairs (and as many held-out ones) scored to fit those weights.")
 
 
 def field_help(config_type: type) -> dict[str, str]:

@@ -369,6 +369,8 @@ def _ppo_phase(
 
     def body(r: Run) -> Any:
         scorer = reward_model_scorer(reward_folder, cfg.device, configs.reward.max_length)
+        if configs.refresh.composite:
+            scorer = _composite(configs, run, data, scorer)
         return PPOTrainer(
             base=base,
             parent_adapter=adapter,
@@ -382,6 +384,30 @@ def _ppo_phase(
     phase_run, _ = _phase(run.root / "ppo", "ppo", cfg.to_json(), body)
     manifest = phase_run.manifest()
     return phase_run, bool(manifest.get("publishable", True)), manifest.get("metrics", {})
+
+
+def _composite(configs: RefreshConfigs, run: Run, data: dict[str, Any], learned: Any) -> Any:
+    """The reward model plus the verifiable checks, weighed by a fit on the employees' pairs; recorded
+    in the refresh manifest (weights, cross-validated and held-out agreement of each component). With
+    no pairs to fit on, the reward model alone (and the manifest says why)."""
+    from trainer.composite import composite_scorer, fit_on_pairs
+    from trainer.ppo import Scorer
+
+    if not data["pairs"]:
+        run.update(composite={"used": False, "reason": "no training pairs to fit the weights on"})
+        return learned
+    composite = fit_on_pairs(
+        learned.score,
+        data["pairs"],
+        data["heldout_pairs"],
+        mean=learned.mean,
+        std=learned.std,
+        sample=configs.refresh.composite_sample,
+        seed=configs.refresh.seed,
+    )
+    run.update(composite={"used": True, **composite.to_json()})
+    log.info("composite reward weights %s (%s)", composite.weights, composite.report)
+    return Scorer(composite_scorer(composite, learned.score))
 
 
 def _evaluate(

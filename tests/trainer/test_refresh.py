@@ -18,6 +18,7 @@ from tests.conftest import REPO
 from trainer.config import DPOConfig, KTOConfig, PPOConfig, RefreshConfig, RewardConfig
 from trainer.errors import TrainerError
 from trainer.refresh import RefreshConfigs, refresh
+from trainer.verifiable import COMPONENTS
 from trainer.worker import Busy, Worker, WorkerConfig, due, new_feedback, read_state, refresh_lock
 
 QUESTIONS = [
@@ -40,6 +41,7 @@ def settings(tmp_path: Path, fixture_index: Path, tiny_base: Path) -> Settings:
         max_tokens_default=12,
         refusal_threshold=0.0,
         golden=REPO / "examples" / "acme-handbook" / "golden.jsonl",
+        answer_checks=False,  # the tiny model's raw answers: two samples differ, so choices make pairs
     )
 
 
@@ -104,6 +106,13 @@ def test_a_refresh_from_api_feedback_registers_a_candidate(
     assert manifest["snapshot"]["tables"]["comparisons"]["rows"] == len(QUESTIONS) * 2
     assert manifest["data"]["pairs"] + manifest["data"]["heldout_pairs"] > 0
     assert manifest["git_commit"]
+    # PPO's reward: the reward model and the checks, weighed by a fit on the employees' pairs
+    composite = manifest["composite"]
+    if manifest["data"]["pairs"]:
+        assert composite["used"] and set(composite["weights"]) == {"learned", *COMPONENTS}
+        assert composite["report"]["pairs"] > 0 and 0.0 <= composite["report"]["cv_agreement"] <= 1.0
+    else:
+        assert not composite["used"]
     evaluation = manifest["report"]["evaluation"]
     assert {"similarity", "citation_correct", "length_tokens"} <= set(evaluation["candidate"])
     assert evaluation["champion"]["questions"] == 3 and len(evaluation["answers"]) == 3

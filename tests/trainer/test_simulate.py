@@ -148,6 +148,7 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
         device="cpu",
         refusal_threshold=0.0,
         golden=golden,
+        answer_checks=False,  # the tiny model's raw answers: two samples differ, so choices make pairs
     )
     cfg = SimulationConfig(
         rounds=2, users=3, asks=2, max_tokens=8, heldout_samples=1, override=True, concurrency=2
