@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag.grounding import MARKER, sentences, words
+from rag.grounding import MARKER, degeneration, sentences, words
 
 Embed = Callable[[list[str]], Any]  # texts -> (n, dim) unit-norm float array
 
@@ -83,7 +83,13 @@ def extractive_answer(
     if not ranked:
         return ""
     best = ranked[0].score
-    chosen = [s for s in ranked[:max_sentences] if best <= 0 or s.score >= min_relative * best]
+    chosen: list[Sentence] = []
+    for s in ranked[:max_sentences]:
+        if best > 0 and s.score < min_relative * best:
+            break
+        # sentences that say the same words again read as a loop: keep the answer free of one
+        if degeneration(" ".join(c.text for c in [*chosen, s])) is None or not chosen:
+            chosen.append(s)
     chosen.sort(key=lambda s: (s.n, s.position))
     parts = []
     for s in chosen:

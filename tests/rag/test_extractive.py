@@ -43,3 +43,12 @@ def test_only_sentences_close_to_the_best_are_kept_in_document_order() -> None:
     assert answer.index("11 paid holidays") < answer.index("15 vacation days")
     assert "4357" not in answer
     assert extractive_answer("anything", ["Too short."]) == ""
+
+
+def test_sentences_that_would_read_as_a_loop_are_left_out() -> None:
+    passages = [
+        "Cold rules apply when the wind chill is below 32 F. Breaks start when the wind chill is below 10 F. "
+        "Work stops when the wind chill is below -20 F."
+    ]
+    answer = extractive_answer("what happens when the wind chill is below zero", passages)
+    assert answer.count("when the wind chill is below") == 2
