@@ -584,7 +584,11 @@ def test_an_injected_document_cannot_reach_operator_actions(
     from registry.registry import Registry
     from service.versions import ModelVersion
 
-    client = make_client(tokens_file=tokens_file, index_dir=docs_index, refusal_threshold=0.0)
+    # answer checks off: the model's obeyed command must come back as plain text (with the checks on it
+    # would be replaced by passage sentences), and still reach no operator action
+    client = make_client(
+        tokens_file=tokens_file, index_dir=docs_index, refusal_threshold=0.0, answer_checks=False
+    )
     state = client.app.state.kbloop
     runtime = state.runtime
     runtime.models.add(ModelVersion(id="v0002", base=str(tiny_model_dir), parent="v0001"))  # promotable
