@@ -102,7 +102,7 @@ def refresh_configs(
     device: str = "auto",
     algo: str = "ppo",
     ppo_rollouts: int = 8,
-    ppo_temperature: float = 1.0,
+    ppo_temperature: float | None = None,
 ) -> RefreshConfigs:
     """The trainer's configs for a simulation on the default models (CPU defaults otherwise)."""
     from trainer.config import PPOConfig, RefreshConfig, RewardConfig
@@ -111,7 +111,7 @@ def refresh_configs(
     ppo = PPOConfig(
         iterations=ppo_iterations,
         rollout_batch=ppo_rollouts,
-        temperature=ppo_temperature,
+        temperature=PPOConfig.temperature if ppo_temperature is None else ppo_temperature,
         max_new_tokens=max_tokens,
         device=device,  # type: ignore[arg-type]
     )
@@ -805,9 +805,12 @@ def simulate_command(
     ppo_iterations: Annotated[int, typer.Option(min=1, help="PPO rollout + update rounds.")] = 4,
     ppo_rollouts: Annotated[int, typer.Option(min=2, help="PPO prompts sampled per iteration.")] = 8,
     ppo_temperature: Annotated[
-        float, typer.Option(min=0.1, max=2.0, help="Sampling temperature of PPO's rollouts.")
-    ] = 1.0,
-    algo: Annotated[str, typer.Option(help="Policy update: ppo (against the reward model) or dpo.")] = "ppo",
+        float | None,
+        typer.Option(min=0.1, max=2.0, help="PPO rollouts' temperature (default: the service's)."),
+    ] = None,
+    algo: Annotated[
+        str, typer.Option(help="Policy update: ppo (group baseline, composite reward), dpo or kto.")
+    ] = "ppo",
     dpo_learning_rate: Annotated[float, typer.Option(min=0, help="DPO's learning rate (--algo dpo).")] = 5e-5,
     dpo_epochs: Annotated[int, typer.Option(min=1, help="DPO passes over the pairs (--algo dpo).")] = 1,
     dpo_max_steps: Annotated[
@@ -846,8 +849,8 @@ def simulate_command(
     from service.settings import Settings
     from trainer.prompts import load_golden
 
-    if algo not in ("ppo", "dpo"):
-        raise typer.BadParameter("--algo must be ppo or dpo")
+    if algo not in ("ppo", "dpo", "kto"):
+        raise typer.BadParameter("--algo must be ppo, dpo or kto")
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
     if golden is not None:  # the gate evaluates on the same golden set the questions come from
         settings = settings.model_copy(update={"golden": golden})

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Does ONE refresh learn? (issue 17's learning figure, CPU.) One `kbloop simulate` round with the
+# default algorithm on a fresh data dir, then the simulated employees judge the refreshed candidate
+# (v0002) against the base (v0001) on the 48 questions no round asks (bench/questions/extra-heldout.jsonl).
+#
+#   bench/learning.sh SEED [PREFERENCE] [ALGO]      e.g. bench/learning.sh 0 concise-cited ppo
+#
+# Writes bench/results/learning-<algo>-<preference>-s<seed>.json (the round) and
+# bench/results/learning-<algo>-<preference>-s<seed>-judge.json (the held-out win rate, 95% CI).
+# Extra `simulate` options can be passed in SIMULATE_ARGS. About an hour on 2 cores.
+set -euo pipefail
+seed=${1:?usage: bench/learning.sh SEED [PREFERENCE] [ALGO]}
+preference=${2:-concise-cited}
+algo=${3:-ppo}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-$repo/.venv/bin/python}
+name=learning-$algo-$preference-s$seed
+data=${DATA_DIR:-$(mktemp -d -t "kbloop-$name-XXXX")}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false KBLOOP_TRAINER_AUTOSTART=false
+cd "$repo"
+echo "data dir: $data" >&2
+# shellcheck disable=SC2086
+"$python" -m service.cli simulate --data-dir "$data" --rounds 1 --questions 0 --asks 3 --heldout 16 \
+    --heldout-samples 0 --eval-limit 32 --algo "$algo" --preference "$preference" --seed "$seed" \
+    --out "bench/results/$name.json" ${SIMULATE_ARGS:-}
+"$python" -m service.cli simulate-judge v0002 v0001 --data-dir "$data" --preference "$preference" \
+    --seed "$seed" --golden bench/questions/extra-heldout.jsonl --concurrency 2 \
+    --out "bench/results/$name-judge.json"
