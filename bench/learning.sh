@@ -7,11 +7,12 @@
 #
 # Writes bench/results/learning-<algo>-<preference>-s<seed>.json (the round) and
 # bench/results/learning-<algo>-<preference>-s<seed>-judge.json (the held-out win rate, 95% CI).
-# Extra `simulate` options can be passed in SIMULATE_ARGS. About an hour on 2 cores.
+# GOLDEN names the question bank (default Acme's golden set). Extra `simulate` options can be passed in SIMULATE_ARGS. About an hour on 2 cores.
 set -euo pipefail
 seed=${1:?usage: bench/learning.sh SEED [PREFERENCE] [ALGO]}
 preference=${2:-concise-cited}
 algo=${3:-ppo}
+golden=${GOLDEN:-examples/acme-handbook/golden.jsonl}  # the question bank the rounds ask
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$repo/.venv/bin/python}
 name=learning-$algo-$preference-s$seed
@@ -21,7 +22,7 @@ cd "$repo"
 echo "data dir: $data" >&2
 # shellcheck disable=SC2086
 "$python" -m service.cli simulate --data-dir "$data" --rounds 1 --questions 0 --asks 3 --heldout 16 \
-    --heldout-samples 0 --eval-limit 32 --algo "$algo" --preference "$preference" --seed "$seed" \
+    --heldout-samples 0 --eval-limit 32 --golden "$golden" --algo "$algo" --preference "$preference" --seed "$seed" \
     --out "bench/results/$name.json" ${SIMULATE_ARGS:-}
 "$python" -m service.cli simulate-judge v0002 v0001 --data-dir "$data" --preference "$preference" \
     --seed "$seed" --golden bench/questions/extra-heldout.jsonl --concurrency 2 \
