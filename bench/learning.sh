@@ -20,6 +20,7 @@ data=${DATA_DIR:-$(mktemp -d -t "kbloop-$name-XXXX")}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false KBLOOP_TRAINER_AUTOSTART=false
 cd "$repo"
 echo "data dir: $data" >&2
+KBLOOP_DATA_DIR=$data "$python" -m service.cli ingest --quiet "${CORPUS:-examples/acme-handbook}"
 # shellcheck disable=SC2086
 "$python" -m service.cli simulate --data-dir "$data" --rounds 1 --questions 0 --asks 3 --heldout 16 \
     --heldout-samples 0 --eval-limit 32 --golden "$golden" --algo "$algo" --preference "$preference" --seed "$seed" \
