@@ -73,12 +73,16 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, required=True, help="folder to ingest")
     parser.add_argument("--questions", type=Path, default=None, help="default CORPUS/golden.jsonl")
     parser.add_argument("--out", type=Path, default=None, help="write the results here (JSON)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="keep the index here")
     parser.add_argument("--show-misses", action="store_true", help="print each question the answer missed")
     args = parser.parse_args()
     questions = load_questions(args.questions or args.corpus / "golden.jsonl", None)
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="kbloop-extractive-") as tmp:
-        result = evaluate(args.corpus, questions, Path(tmp))
+    if args.data_dir is not None:  # re-ingesting an unchanged corpus reuses its embeddings
+        result = evaluate(args.corpus, questions, args.data_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="kbloop-extractive-") as tmp:
+            result = evaluate(args.corpus, questions, Path(tmp))
     result = {"corpus": str(args.corpus), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "wall_s": round(time.perf_counter() - began, 1), **result}  # fmt: skip
     for key in ("context_held", "right", "right_when_context_held", "extractive2_right_when_context_held",

@@ -10,6 +10,7 @@ the question; the passage rank breaks near-ties. The chosen sentences are shown 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,10 +46,48 @@ def candidate_sentences(passages: Sequence[str], min_words: int = 4) -> list[Sen
     return out
 
 
+# Questions whose answer is a quantity, a duration, a date or a time ("how long", "when", "by when"):
+# the sentence that answers them states one. The answer-type check of classic question answering.
+_ASKS_QUANTITY = re.compile(
+    r"\b(how (many|much|long|often|big|large|far|old|soon|early|late|fast|high|low|small)|when|"
+    r"what (time|day|days|date|dates|hours|percentage|percent|age|size|limit|amount|rate)|"
+    r"which (day|days|date|month|months|year)|deadline|by when)\b",
+    re.IGNORECASE,
+)
+_STATES_QUANTITY = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
+    r"hundred|thousand|half|once|twice|daily|weekly|monthly|quarterly|annually|yearly|noon|midnight|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekdays?|weekends?)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_quantity(question: str) -> bool:
+    """The question asks for a number, a duration, a date or a time."""
+    return bool(_ASKS_QUANTITY.search(question))
+
+
+def states_quantity(text: str) -> bool:
+    """The text states a number, a duration, a date or a time (digits, number words, weekdays...)."""
+    return bool(_STATES_QUANTITY.search(text))
+
+
 def rank_sentences(
-    question: str, passages: Sequence[str], embed: Embed | None = None, rank_weight: float = 0.05
+    question: str,
+    passages: Sequence[str],
+    embed: Embed | None = None,
+    rank_weight: float = 0.05,
+    carry: float = 0.5,
+    type_bonus: float = 0.2,
 ) -> list[Sentence]:
-    """Every candidate sentence with its score, best first."""
+    """Every candidate sentence with its score, best first.
+
+    A sentence's score is its coverage of the question's content words (rarity-weighted) plus its
+    cosine similarity to the question. Two corrections for sentences that answer without restating
+    the topic: `carry` of the coverage its predecessor in the same passage adds (a sentence that
+    continues "LAB-101 has a practical part." with "Sessions run every Tuesday at 14:00." inherits
+    part of "LAB-101"), and `type_bonus` when the question asks for a quantity or a time and the
+    sentence states one."""
     candidates = candidate_sentences(passages)
     if not candidates:
         return []
@@ -57,7 +96,16 @@ def rank_sentences(
     df = {w: sum(1 for bag in bags if w in bag) for w in asked}
     idf = {w: math.log(1 + len(bags) / (1 + df[w])) for w in asked}
     total = sum(idf.values()) or 1.0
-    lexical = [sum(idf[w] for w in asked & bag) / total for bag in bags]
+
+    def coverage(bag: set[str]) -> float:
+        return sum(idf[w] for w in asked & bag) / total
+
+    lexical = [coverage(bag) for bag in bags]
+    for i in range(len(candidates) - 1, 0, -1):
+        if candidates[i - 1].n == candidates[i].n:
+            lexical[i] += carry * (coverage(bags[i] | bags[i - 1]) - lexical[i])
+    if type_bonus and asks_quantity(question):
+        lexical = [x + type_bonus * states_quantity(s.text) for x, s in zip(lexical, candidates, strict=True)]
     dense = [0.0] * len(candidates)
     if embed is not None:
         vectors = embed([question, *(s.text for s in candidates)])

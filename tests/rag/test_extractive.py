@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from rag.extractive import candidate_sentences, extractive_answer, rank_sentences
+import numpy as np
+import pytest
+
+from rag.extractive import (
+    asks_quantity,
+    candidate_sentences,
+    extractive_answer,
+    rank_sentences,
+    states_quantity,
+)
 
 PASSAGES = [
     "# Leave\nThe holiday calendar has 11 paid holidays. New employees get 15 vacation days in their first "
@@ -39,8 +48,9 @@ def test_an_embedder_breaks_a_lexical_tie() -> None:
 
 
 def test_only_sentences_close_to_the_best_are_kept_in_document_order() -> None:
-    answer = extractive_answer("vacation days holidays", PASSAGES, max_sentences=3, min_relative=0.5)
-    assert answer.index("11 paid holidays") < answer.index("15 vacation days")
+    # ranked: the vacation sentence, then "Unused days..." (it carries half of "vacation"), then holidays
+    answer = extractive_answer("vacation days holidays", PASSAGES, max_sentences=2, min_relative=0.5)
+    assert answer.index("15 vacation days") < answer.index("Unused days") and "holidays" not in answer
     assert "4357" not in answer
     assert extractive_answer("anything", ["Too short."]) == ""
 
@@ -52,3 +62,30 @@ def test_sentences_that_would_read_as_a_loop_are_left_out() -> None:
     ]
     answer = extractive_answer("what happens when the wind chill is below zero", passages)
     assert answer.count("when the wind chill is below") == 2
+
+
+def test_a_sentence_inherits_half_its_predecessors_coverage_and_a_time_bonus() -> None:
+    # hand-computed: the question's content words are forklift, practical, exam, booked; A holds the
+    # first three (idf ln 2 each, df 1 of 2 sentences), B none, "booked" neither (idf ln 3)
+    passages = ["The forklift course has a practical exam. Bookings open every Tuesday morning."]
+    question = "When is the forklift practical exam booked?"
+    a = 3 * math.log(2) / (3 * math.log(2) + math.log(3))
+    plain = {s.text[:8]: s.score for s in rank_sentences(question, passages, carry=0.0, type_bonus=0.0)}
+    assert plain == {"The fork": pytest.approx(a), "Bookings": 0.0}
+    scored = {s.text[:8]: s.score for s in rank_sentences(question, passages)}  # carry 0.5, bonus 0.2
+    assert scored == {"The fork": pytest.approx(a), "Bookings": pytest.approx(0.5 * a + 0.2)}
+    # no carry across passages, and no bonus when the question asks for no quantity or time
+    apart = {s.text[:8]: s.score for s in rank_sentences(question, passages[0].split(". "))}
+    assert apart["Bookings"] == pytest.approx(0.2 - 0.05)  # passage 2: its rank weight only
+    what = rank_sentences("What is the forklift practical exam?", passages)
+    assert [s.text[:8] for s in what] == ["The fork", "Bookings"] and what[1].score == pytest.approx(
+        0.5 * 1.0
+    )
+
+
+def test_quantity_questions_and_statements() -> None:
+    assert asks_quantity("How long do we have to finish action items?")
+    assert asks_quantity("by when do I register a visitor") and asks_quantity("What days do we get paid?")
+    assert not asks_quantity("Who approves an exception?") and not asks_quantity("how do I reset my VPN")
+    assert states_quantity("within 30 days") and states_quantity("every Tuesday") and states_quantity("twice")
+    assert not states_quantity("Ask the records manager for approval.")
