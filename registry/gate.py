@@ -26,6 +26,7 @@ class GateThresholds:
     max_citation_drop: float = 0.05  # share of answers citing a golden source
     max_refusal_drop: float = 0.10  # refusals on unanswerable golden questions
     min_reward_win_rate: float = 0.5  # reward model prefers the candidate on at least this share
+    min_checks_win_rate: float = 0.5  # the answer checks score the candidate's held-out answers higher
     max_kl: float = 12.0  # KL to the champion per response
     max_drift: float = 24.0  # KL to the base model per response: the drift of every refresh so far
     max_length_drift: float = 0.5  # |mean length / champion's - 1|
@@ -95,8 +96,8 @@ def pooled_reward_win_rate(
     return reward_win_rate(*golden), "golden"
 
 
-def _basis(evaluation: dict[str, Any]) -> str:
-    basis = evaluation.get("reward_win_rate_basis") or "golden"
+def _basis(evaluation: dict[str, Any], key: str = "reward_win_rate_basis") -> str:
+    basis = evaluation.get(key) or "golden"
     logged = evaluation.get("reward_win_rate_prompts")
     return f"{basis} prompts" + (f", {logged} logged" if logged else "")
 
@@ -130,17 +131,32 @@ def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateRes
     drop("citations", "citation_correct", thresholds.max_citation_drop)
     drop("refusals", "refusal_rate_unanswerable", thresholds.max_refusal_drop)
     win = _number(evaluation.get("reward_win_rate"))
+    checked = _number(evaluation.get("checks_win_rate"))
+    optimised = bool(evaluation.get("reward_optimised"))
     if win is not None:
+        # a policy optimised against the reward model would be judged by its own target: reported only
         checks.append(
             Check(
                 "reward_win_rate",
                 win,
                 thresholds.min_reward_win_rate,
-                win >= thresholds.min_reward_win_rate,
-                f"reward model prefers the candidate ({_basis(evaluation)})",
+                optimised or win >= thresholds.min_reward_win_rate,
+                f"reward model prefers the candidate ({_basis(evaluation)})"
+                + ("; reported, not gated: the policy was optimised against it" if optimised else ""),
             )
         )
-    elif no_golden:  # nothing offline judged the answers at all
+    if checked is not None:
+        checks.append(
+            Check(
+                "checks_win_rate",
+                checked,
+                thresholds.min_checks_win_rate,
+                checked >= thresholds.min_checks_win_rate,
+                "the answer checks (citations, grounding, loops, copying, length) prefer the candidate "
+                f"({_basis(evaluation, 'checks_win_rate_basis')})",
+            )
+        )
+    if win is None and checked is None and no_golden:  # nothing offline judged the answers at all
         checks.append(
             Check(
                 "reward_win_rate",

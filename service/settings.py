@@ -107,9 +107,23 @@ class Settings(BaseSettings):
         0.10, ge=0, le=1, description="Largest drop of refusals on unanswerable golden questions."
     )
     gate_min_reward_win_rate: float = Field(
-        0.5, ge=0, le=1, description="Reward model must prefer the candidate on at least this share."
+        0.5,
+        ge=0,
+        le=1,
+        description="Reward model must prefer the candidate on at least this share (DPO/KTO candidates; "
+        "a PPO candidate was optimised against it, so there it is reported, not gated).",
+    )
+    gate_min_checks_win_rate: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="The answer checks (citations, grounding, loops, copying, length) must score the "
+        "candidate's held-out answers above the champion's on at least this share.",
     )
     gate_max_kl: float = Field(12.0, ge=0, description="Largest KL to the champion per response.")
+    gate_max_drift: float = Field(
+        24.0, ge=0, description="Largest KL to the base model per response: the drift of all refreshes."
+    )
     gate_max_length_drift: float = Field(
         0.5, ge=0, description="Largest relative change of the mean answer length vs the champion."
     )
@@ -169,7 +183,9 @@ class Settings(BaseSettings):
             max_citation_drop=self.gate_max_citation_drop,
             max_refusal_drop=self.gate_max_refusal_drop,
             min_reward_win_rate=self.gate_min_reward_win_rate,
+            min_checks_win_rate=self.gate_min_checks_win_rate,
             max_kl=self.gate_max_kl,
+            max_drift=self.gate_max_drift,
             max_length_drift=self.gate_max_length_drift,
         )
 

@@ -448,6 +448,7 @@ def _evaluate(
         )
 
     golden: tuple[list[float | None], list[float | None]] = ([], [])
+    golden_checks: tuple[list[float | None], list[float | None]] = ([], [])
     comparison: dict[str, Any] = {"golden_set": "missing", "golden_path": str(settings.golden_path)}
     if prompts:
         champion_report = run(champion.adapter_path(settings.models_dir))
@@ -461,7 +462,13 @@ def _evaluate(
             [r.reward for r in candidate_report.questions],
             [r.reward for r in champion_report.questions],
         )
+        golden_checks = _check_scores(
+            [p.rendered.prompt if not p.rendered.refused else None for p in prompts],
+            [r.answer for r in candidate_report.questions],
+            [r.answer for r in champion_report.questions],
+        )
     logged: tuple[list[float | None], list[float | None]] = ([], [])
+    logged_checks: tuple[list[float | None], list[float | None]] = ([], [])
     if heldout_prompts:
 
         def answers(adapter: Path | None) -> list[str]:
@@ -479,6 +486,7 @@ def _evaluate(
             [float(x) for x in scorer(heldout_prompts, new)],
             [float(x) for x in scorer(heldout_prompts, old)],
         )
+        logged_checks = _check_scores(list(heldout_prompts), new, old)
         if not prompts:  # no golden answers to measure the length on: the logged ones, in words
             from trainer.metrics import length_drift
 
@@ -491,7 +499,27 @@ def _evaluate(
     comparison["reward_win_rate"] = rate  # the gate's figure
     comparison["reward_win_rate_basis"] = basis
     comparison["reward_win_rate_prompts"] = len(heldout_prompts)
+    # judges the policy was not optimised against: the answer checks on the same held-out answers (and
+    # the employees' live choices in the canary, registry.policy); PPO's reward model is reported only
+    checks_rate, checks_basis = pooled_reward_win_rate(
+        golden_checks, logged_checks, configs.refresh.min_logged_prompts
+    )
+    comparison["checks_win_rate"] = checks_rate
+    comparison["checks_win_rate_basis"] = checks_basis if prompts else "logged"
+    comparison["reward_optimised"] = configs.refresh.algo == "ppo"
     return comparison
+
+
+def _check_scores(
+    prompts: Sequence[str | None], candidate: Sequence[str], champion: Sequence[str]
+) -> tuple[list[float | None], list[float | None]]:
+    """trainer.verifiable's score of each pair of answers to the same prompt (None: refused prompts)."""
+    from trainer.verifiable import check_score
+
+    def score(answers: Sequence[str]) -> list[float | None]:
+        return [None if p is None else check_score(p, a) for p, a in zip(prompts, answers, strict=True)]
+
+    return score(candidate), score(champion)
 
 
 def _heldout_prompts(data: dict[str, Any], limit: int) -> list[str]:

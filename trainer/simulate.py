@@ -506,6 +506,7 @@ def _refresh_summary(result: Any) -> dict[str, Any]:
         "citation_correct": pair("citation_correct"),
         "length_tokens": pair("length_tokens"),
         "reward_win_rate": evaluation.get("reward_win_rate"),
+        "checks_win_rate": evaluation.get("checks_win_rate"),
         "length_drift": evaluation.get("length_drift"),
         "timings_s": report.get("timings_s", {}),
     }

@@ -94,6 +94,14 @@ def components(response: str, passages: Sequence[str], question: str) -> dict[st
     }
 
 
+def check_score(prompt: str, response: str) -> float:
+    """The mean of the components of a response to a rendered prompt: the gate's judge of held-out
+    answers, which no policy update optimises directly (PPO's reward weighs these beside the learned
+    model with fitted weights)."""
+    values = features(prompt, response)
+    return sum(values) / len(values)
+
+
 def features(prompt: str, response: str) -> list[float]:
     """The components of a response to a rendered prompt, in `COMPONENTS` order."""
     from service.prompting import parse_prompt

@@ -93,7 +93,9 @@ def details(row: dict[str, Any]) -> str:
         ):
             lines.append(f"| {label} | {_num(cand.get(key))} | {_num(champ.get(key))} |")
         lines.append(
-            f"\nReward-model win rate vs the champion: {_num(evaluation.get('reward_win_rate'))}; "
+            f"\nReward-model win rate vs the champion: {_num(evaluation.get('reward_win_rate'))}"
+            + (" (reported only: PPO optimised it)" if evaluation.get("reward_optimised") else "")
+            + f"; answer-checks win rate {_num(evaluation.get('checks_win_rate'))}; "
             f"length drift {_num(evaluation.get('length_drift'))}"
             + (
                 "; **possible reward hacking** (reward up, similarity down)"

@@ -8,7 +8,13 @@ from registry.gate import GateThresholds, evaluate_gate, pooled_reward_win_rate,
 def report(**overrides: float) -> dict:
     candidate = {"similarity": 0.60, "citation_correct": 0.50, "refusal_rate_unanswerable": 0.40}
     champion = {"similarity": 0.61, "citation_correct": 0.52, "refusal_rate_unanswerable": 0.45}
-    evaluation = {"candidate": candidate, "champion": champion, "reward_win_rate": 0.6, "length_drift": 0.2}
+    evaluation = {
+        "candidate": candidate,
+        "champion": champion,
+        "reward_win_rate": 0.6,
+        "checks_win_rate": 0.55,
+        "length_drift": 0.2,
+    }
     policy = {"kl_to_champion": 3.0}
     for key, value in overrides.items():
         if key in candidate:
@@ -28,7 +34,9 @@ def test_a_candidate_within_every_limit_passes() -> None:
     assert abs(checks["similarity"].value + 0.01) < 1e-9 and checks["similarity"].limit == -0.02
     # citations 0.52 -> 0.50: -0.02 >= -0.05; refusals 0.45 -> 0.40: -0.05 >= -0.10
     assert abs(checks["citations"].value + 0.02) < 1e-9 and abs(checks["refusals"].value + 0.05) < 1e-9
-    assert set(checks) == {"similarity", "citations", "refusals", "reward_win_rate", "kl", "length_drift"}
+    assert set(checks) == {
+        "similarity", "citations", "refusals", "reward_win_rate", "checks_win_rate", "kl", "length_drift"
+    }  # fmt: skip
 
 
 def test_each_limit_fails_on_its_own() -> None:
@@ -37,6 +45,7 @@ def test_each_limit_fails_on_its_own() -> None:
         "citations": report(citation_correct=0.40),  # -0.12
         "refusals": report(refusal_rate_unanswerable=0.30),  # -0.15
         "reward_win_rate": report(reward_win_rate=0.4),
+        "checks_win_rate": report(checks_win_rate=0.45),
         "kl": report(kl=20.0),
         "length_drift": report(length_drift=-0.6),  # |-0.6| > 0.5: shrinking counts too
     }
@@ -129,3 +138,25 @@ def test_the_drift_budget_bounds_the_kl_to_the_base_model() -> None:
     result = evaluate_gate(beyond, GateThresholds())
     assert not result.passed and [c.name for c in result.checks if not c.passed] == ["drift"]
     assert evaluate_gate(beyond, GateThresholds(max_drift=40.0)).passed
+
+
+def test_a_ppo_candidate_is_not_gated_by_the_reward_model_it_was_optimised_against() -> None:
+    # PPO raised its own reward model's verdict to 0.9 while the answer checks prefer the champion
+    hacked = evaluate_gate(
+        report(reward_win_rate=0.9, checks_win_rate=0.3, reward_optimised=True), GateThresholds()
+    )
+    assert [c.name for c in hacked.checks if not c.passed] == ["checks_win_rate"]
+    # and a low reward-model verdict is reported, not gated, for PPO; it still gates DPO and KTO
+    checks = {
+        c.name: c
+        for c in evaluate_gate(report(reward_win_rate=0.2, reward_optimised=True), GateThresholds()).checks
+    }
+    assert checks["reward_win_rate"].passed and "not gated" in checks["reward_win_rate"].detail
+    assert not evaluate_gate(report(reward_win_rate=0.2, reward_optimised=False), GateThresholds()).passed
+
+
+def test_settings_carry_the_checks_threshold_and_the_drift_budget() -> None:
+    from service.settings import Settings
+
+    thresholds = Settings(gate_min_checks_win_rate=0.6, gate_max_drift=10.0).gate_thresholds()
+    assert thresholds.min_checks_win_rate == 0.6 and thresholds.max_drift == 10.0

@@ -7,7 +7,14 @@ import pytest
 
 from service.prompting import Passage, parse_prompt, question_message
 from trainer.composite import CompositeReward, agreement, cross_validated, fit_composite, fit_weights
-from trainer.verifiable import COMPONENTS, citation_score, components, copied_share, length_prior
+from trainer.verifiable import (
+    COMPONENTS,
+    check_score,
+    citation_score,
+    components,
+    copied_share,
+    length_prior,
+)
 
 
 def test_agreement_by_hand() -> None:
@@ -66,3 +73,14 @@ def test_parse_prompt_inverts_question_message() -> None:
     texts, question = parse_prompt(rendered)
     assert texts == ["First text.\n\nWith a paragraph.", "Second."] and question == "Where is it?"
     assert parse_prompt("no passages here") == ([], "")
+
+
+def test_check_score_is_the_mean_of_the_components_of_the_rendered_prompt() -> None:
+    passages = [Passage(1, "c1", "a.md", "A", "", "New employees get 15 vacation days in their first year.")]
+    rendered = "<|im_start|>user\n" + question_message(passages, "vacation days") + "<|im_end|>\n"
+    answer = "15 vacation days [1]."
+    values = components(answer, [passages[0].text], "vacation days")
+    assert check_score(rendered, answer) == pytest.approx(sum(values.values()) / len(COMPONENTS))
+    # 4 words: length 0.4; cited, grounded, clean, not a refusal, covers the question, not copied
+    assert values["length"] == 0.4 and check_score(rendered, answer) == pytest.approx((6 + 0.4) / 7)
+    assert check_score(rendered, "15 vacation days [3].") < check_score(rendered, answer)  # invalid marker

@@ -120,6 +120,11 @@ def test_a_refresh_from_api_feedback_registers_a_candidate(
     assert 0 < evaluation["reward_win_rate_prompts"] < RefreshConfig().min_logged_prompts
     assert evaluation["reward_win_rate_basis"] == "golden+logged"
     assert 0.0 <= evaluation["reward_win_rate"] <= 1.0
+    # judges PPO was not optimised against: the answer checks on the same held-out answers
+    assert evaluation["reward_optimised"] and evaluation["checks_win_rate_basis"] == "golden+logged"
+    assert 0.0 <= evaluation["checks_win_rate"] <= 1.0
+    gate = {c["name"]: c for c in manifest["report"]["gate"]["checks"]}
+    assert "checks_win_rate" in gate and "not gated" in gate["reward_win_rate"]["detail"]
     ppo_metrics = [
         json.loads(line) for line in (result.run_dir / "ppo" / "metrics.jsonl").read_text().splitlines()
     ]
