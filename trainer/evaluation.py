@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from trainer.prompts import GoldenPrompt
 
 EVAL_TEMPERATURE = 0.3  # the service's default (service/api/chat.py)
@@ -90,19 +88,24 @@ def generate_answers(
     batch_size: int = 8,
     temperature: float = EVAL_TEMPERATURE,
     seed: int = 0,
+    progress_dir: Path | None = None,
+    phase: str = "golden answers",
 ) -> list[tuple[str, int]]:
     """Answers (text, token count) to rendered prompts, in batches (left padding), sampled as the service
     samples by default (temperature 0.3) from a fixed seed, so two versions are compared on equal terms.
     Greedy decoding is not used: SmolLM2-135M answers many golden prompts greedily with a bare list of
-    citation markers ("1. [1]\n2. [2]"), which is not what employees are served."""
+    citation markers ("1. [1]\n2. [2]"), which is not what employees are served. Progress (a bar, and
+    `progress_dir`/progress.json when given) counts answers."""
     import torch
 
+    from trainer.progress import Progress
     from trainer.tokens import pad_left
 
     out: list[tuple[str, int]] = []
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    for start in tqdm(range(0, len(prompts), batch_size), desc="golden answers", unit="batch"):
+    bar = Progress(phase, len(prompts), folder=progress_dir, unit="answer")
+    for start in range(0, len(prompts), batch_size):
         chunk = [
             tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start : start + batch_size]
         ]
@@ -125,6 +128,8 @@ def generate_answers(
             if tokenizer.eos_token_id in response:
                 response = response[: response.index(tokenizer.eos_token_id)]
             out.append((tokenizer.decode(response, skip_special_tokens=True).strip(), len(response)))
+        bar.update(len(chunk))
+    bar.close()
     return out
 
 
@@ -196,6 +201,8 @@ def evaluate_policy(
     max_new_tokens: int = 96,
     device: str = "auto",
     batch_size: int = 8,
+    progress_dir: Path | None = None,
+    phase: str = "golden answers",
 ) -> PolicyReport:
     """Load base (+ adapter), answer every golden prompt the retrieval would not refuse, score it."""
     from service.policy import load_policy
@@ -208,6 +215,8 @@ def evaluate_policy(
         [prompts[i].rendered.prompt for i in to_answer],
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
+        progress_dir=progress_dir,
+        phase=phase,
     )
     answers: list[tuple[str, int]] = [("", 0)] * len(prompts)
     for i, answer in zip(to_answer, generated, strict=True):
@@ -217,13 +226,23 @@ def evaluate_policy(
 
 
 def answer_prompts(
-    base: str, adapter: Path | None, prompts: Sequence[str], *, max_new_tokens: int = 96, device: str = "auto"
+    base: str,
+    adapter: Path | None,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 96,
+    device: str = "auto",
+    progress_dir: Path | None = None,
+    phase: str = "held-out answers",
 ) -> list[str]:
     """Answers of a version (sampled as served, fixed seed) to rendered prompts, e.g. held-out logged ones."""
     from service.policy import load_policy
 
     model, tokenizer = load_policy(base, adapter, device)
-    return [text for text, _ in generate_answers(model, tokenizer, prompts, max_new_tokens=max_new_tokens)]
+    answers = generate_answers(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, progress_dir=progress_dir, phase=phase
+    )
+    return [text for text, _ in answers]
 
 
 def compare_reports(candidate: PolicyReport, champion: PolicyReport) -> dict[str, Any]:

@@ -64,8 +64,9 @@ from trainer.models import (
     save_policy_adapter,
     set_reference,
 )
+from trainer.progress import Progress, Stopped
 from trainer.runs import Run
-from trainer.sequences import progress, sample_responses
+from trainer.sequences import sample_responses
 from trainer.tokens import Encoded, count, pad_right, quantile
 
 log = logging.getLogger(__name__)
@@ -400,12 +401,13 @@ class PPOTrainer:
         if self.accelerator.is_main_process:
             self.run.truncate_metrics(start)  # iterations past the checkpoint (or all, without one) run again
             self.run.update(prompt_budget=self.prompt_budget, value_head_from=self.value_head_from)
-        bar = progress(
-            total=cfg.iterations,
+        bar = Progress(
+            f"PPO ({cfg.advantage})",
+            cfg.iterations,
+            folder=self.run.root,
             initial=start,
-            desc=f"PPO ({cfg.advantage})",
+            enabled=self.accelerator.is_main_process,
             unit="iter",
-            disable=not self.accelerator.is_main_process,
         )
         last: dict[str, float] = {}
         for iteration in range(start, cfg.iterations):
@@ -414,14 +416,11 @@ class PPOTrainer:
             chosen = chosen[self.accelerator.process_index :: self.accelerator.num_processes] or chosen[:1]
             rows = self.rows_for(chosen)
             t0 = time.perf_counter()
-            bar.set_postfix_str("rollouts")
             encoded, texts = self.generate(rows)
             t1 = time.perf_counter()
-            bar.set_postfix_str("scoring")
             raw, normalised = self.scores(rows, texts)
             rollouts, kl = self.make_rollouts(encoded, normalised)
             t2 = time.perf_counter()
-            bar.set_postfix_str("update")
             update = self.update(rollouts, iteration)
             t3 = time.perf_counter()
             lengths = rollouts.mask.sum(dim=1).float()
@@ -444,12 +443,20 @@ class PPOTrainer:
             if cfg.advantage == "group":  # how much the answers to one prompt differ: the group's signal
                 last["reward_std_in_group"] = float(raw.reshape(-1, cfg.group_size).std(dim=1).mean())
             self.kl_ctl.update(kl_per_response, len(rows))
+            stop = bar.stop_requested() is not None
+            if self.accelerator.num_processes > 1:  # every process must take the same decision
+                stop = bool(self.accelerator.reduce(torch.tensor([float(stop)]), reduction="sum")[0] > 0)
             if self.accelerator.is_main_process:
                 self.run.log(iteration + 1, last)
-                if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
+                if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations or stop:
                     checkpoint.save(self.run.checkpoint_dir, self.state(iteration + 1, history))
-            bar.update(1)
-            bar.set_postfix(reward=f"{last['reward']:.3g}", kl=f"{kl_per_response:.3g}")
+            bar.update(1, reward=last["reward"], kl=kl_per_response)
+            if stop:
+                bar.close("stopped")
+                raise Stopped(
+                    f"PPO: stopped on request after iteration {iteration + 1} of {cfg.iterations}; the "
+                    f"checkpoint in {self.run.checkpoint_dir} resumes it"
+                )
         bar.close()
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:  # the main process publishes

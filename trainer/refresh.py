@@ -199,6 +199,7 @@ def refresh(
                 reward_folder,
                 embedder,
                 _heldout_prompts(data, configs.eval_limit or 16),
+                progress_dir=run.root / "evaluation",
             )
             timings["evaluation"] = time.perf_counter() - started
         if configs.evaluate:
@@ -418,6 +419,7 @@ def _evaluate(
     reward_folder: Path,
     embedder: Any,
     heldout_prompts: Sequence[str] = (),
+    progress_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Candidate and champion on the same golden prompts (the deployment's golden set, settings
     `golden_path`), side by side; and the reward model's verdict between their answers to held-out
@@ -436,7 +438,7 @@ def _evaluate(
     prompts = golden_prompts(renderer, items, include_refused=True)
     scorer = reward_model_scorer(reward_folder, configs.ppo.device, configs.reward.max_length).score
 
-    def run(adapter: Path | None) -> Any:
+    def run(adapter: Path | None, who: str) -> Any:
         return evaluate_policy(
             champion.base,
             adapter,
@@ -445,14 +447,16 @@ def _evaluate(
             reward=scorer,
             max_new_tokens=configs.eval_max_new_tokens,
             device=configs.ppo.device,
+            progress_dir=progress_dir,
+            phase=f"evaluation: {who}'s golden answers",
         )
 
     golden: tuple[list[float | None], list[float | None]] = ([], [])
     golden_checks: tuple[list[float | None], list[float | None]] = ([], [])
     comparison: dict[str, Any] = {"golden_set": "missing", "golden_path": str(settings.golden_path)}
     if prompts:
-        champion_report = run(champion.adapter_path(settings.models_dir))
-        candidate_report = run(candidate_adapter)
+        champion_report = run(champion.adapter_path(settings.models_dir), "champion")
+        candidate_report = run(candidate_adapter, "candidate")
         comparison = compare_reports(candidate_report, champion_report)
         comparison["answers"] = [
             {"id": c.id, "question": c.question, "champion": h.answer, "candidate": c.answer}
@@ -471,17 +475,19 @@ def _evaluate(
     logged_checks: tuple[list[float | None], list[float | None]] = ([], [])
     if heldout_prompts:
 
-        def answers(adapter: Path | None) -> list[str]:
+        def answers(adapter: Path | None, who: str) -> list[str]:
             return answer_prompts(
                 champion.base,
                 adapter,
                 heldout_prompts,
                 max_new_tokens=configs.eval_max_new_tokens,
                 device=configs.ppo.device,
+                progress_dir=progress_dir,
+                phase=f"evaluation: {who}'s held-out answers",
             )
 
-        old = answers(champion.adapter_path(settings.models_dir))
-        new = answers(candidate_adapter)
+        old = answers(champion.adapter_path(settings.models_dir), "champion")
+        new = answers(candidate_adapter, "candidate")
         logged = (
             [float(x) for x in scorer(heldout_prompts, new)],
             [float(x) for x in scorer(heldout_prompts, old)],

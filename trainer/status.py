@@ -22,7 +22,7 @@ from typing import Any
 
 from trainer.progress import STOP_FILE, read_progress
 
-PHASES = ("reward", "sft", "ppo", "dpo", "kto")
+PHASES = ("reward", "sft", "ppo", "dpo", "kto", "evaluation")
 
 
 def lock_holder(data_dir: Path) -> int | None:
@@ -68,12 +68,17 @@ def last_metrics(folder: Path) -> dict[str, Any]:
 
 
 def phase_status(folder: Path) -> dict[str, Any]:
+    """A phase folder's state; one without a run manifest (the evaluation) reads it from its progress."""
     manifest = _json(folder / "manifest.json")
+    progress = read_progress(folder)
+    fallback = {"running": "running", "finished": "succeeded"}.get(
+        (progress or {}).get("state", ""), "pending"
+    )
     return {
         "name": folder.name,
-        "status": manifest.get("status", "pending"),
+        "status": manifest.get("status", fallback),
         "error": manifest.get("error"),
-        "progress": read_progress(folder),
+        "progress": progress,
         "metrics": last_metrics(folder),
     }
 

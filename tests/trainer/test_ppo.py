@@ -251,3 +251,28 @@ def test_rollouts_keep_every_sampled_token_up_to_the_end_of_turn(
     encoded, texts = trainer.generate(PROMPTS[:2])
     assert [e.ids[e.prompt_len :] for e in encoded] == [[7, pad, 8, eos], [9, 10, 11, 12, 13]]
     assert texts[1] == trainer.tokenizer.decode([9, 10, 11, 12, 13])
+
+
+def test_ppo_shows_its_progress_stops_on_request_and_resumes(tiny_base: Path, tmp_path: Path) -> None:
+    from trainer.progress import Stopped, read_progress, request_stop
+
+    cfg = config(iterations=3, rollout_batch=2, group_size=2, max_new_tokens=2, lora_targets="q_proj")
+    seen: list[int] = []
+
+    def reward(prompts: Any, responses: Any) -> list[float]:
+        seen.append(len(responses))
+        if len(seen) == 2:  # the operator asks during iteration 2
+            request_stop(tmp_path / "run")
+        return [0.0] * len(responses)
+
+    trainer = trainer_for(tiny_base, tmp_path / "run", cfg, Scorer(reward))
+    with pytest.raises(Stopped, match="after iteration 2 of 3"):
+        trainer.train(PROMPTS)
+    state = read_progress(tmp_path / "run")
+    assert state is not None and state["state"] == "stopped" and (state["done"], state["total"]) == (2, 3)
+    assert state["phase"] == "PPO (group)" and state["unit"] == "iter" and "kl" in state["metrics"]
+    (tmp_path / "run" / "STOP").unlink()
+    resumed = trainer_for(tiny_base, tmp_path / "run", cfg, Scorer(reward))
+    result = resumed.train(PROMPTS)  # from the checkpoint saved at the stop: iteration 3 only
+    assert [m["step"] for m in resumed.run.metrics()] == [1, 2, 3] and len(seen) == 3
+    assert result.published

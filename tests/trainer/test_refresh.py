@@ -114,6 +114,14 @@ def test_a_refresh_from_api_feedback_registers_a_candidate(
     else:
         assert not composite["used"]
     evaluation = manifest["report"]["evaluation"]
+    # the evaluation showed its progress in the run, answer by answer, champion then candidate
+    shown = json.loads((result.run_dir / "evaluation" / "progress.json").read_text())
+    phases = [p["phase"] for p in shown["finished_phases"]]
+    assert (
+        "evaluation: champion's golden answers" in phases
+        and "evaluation: candidate's golden answers" in phases
+    )
+    assert all(p["done"] == p["total"] for p in shown["finished_phases"])
     assert {"similarity", "citation_correct", "length_tokens"} <= set(evaluation["candidate"])
     assert evaluation["champion"]["questions"] == 3 and len(evaluation["answers"]) == 3
     # the gate's reward win rate: few held-out logged prompts here, so the golden ones are pooled in
