@@ -10,12 +10,11 @@ the question; the passage rank breaks near-ties. The chosen sentences are shown 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag.grounding import MARKER, degeneration, sentences, words
+from rag.grounding import MARKER, asks_quantity, degeneration, sentences, states_quantity, words
 
 Embed = Callable[[list[str]], Any]  # texts -> (n, dim) unit-norm float array
 
@@ -44,32 +43,6 @@ def candidate_sentences(passages: Sequence[str], min_words: int = 4) -> list[Sen
             if len(words(clean)) >= min_words:
                 out.append(Sentence(n, i, clean))
     return out
-
-
-# Questions whose answer is a quantity, a duration, a date or a time ("how long", "when", "by when"):
-# the sentence that answers them states one. The answer-type check of classic question answering.
-_ASKS_QUANTITY = re.compile(
-    r"\b(how (many|much|long|often|big|large|far|old|soon|early|late|fast|high|low|small)|when|"
-    r"what (time|day|days|date|dates|hours|percentage|percent|age|size|limit|amount|rate)|"
-    r"which (day|days|date|month|months|year)|deadline|by when)\b",
-    re.IGNORECASE,
-)
-_STATES_QUANTITY = re.compile(
-    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
-    r"hundred|thousand|half|once|twice|daily|weekly|monthly|quarterly|annually|yearly|noon|midnight|"
-    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekdays?|weekends?)\b",
-    re.IGNORECASE,
-)
-
-
-def asks_quantity(question: str) -> bool:
-    """The question asks for a number, a duration, a date or a time."""
-    return bool(_ASKS_QUANTITY.search(question))
-
-
-def states_quantity(text: str) -> bool:
-    """The text states a number, a duration, a date or a time (digits, number words, weekdays...)."""
-    return bool(_STATES_QUANTITY.search(text))
 
 
 def rank_sentences(

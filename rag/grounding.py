@@ -213,6 +213,36 @@ def coverage(question: str, text: str) -> float:
     return len(asked & {_stem(w) for w in content_words(text)}) / len(asked)
 
 
+# Questions whose answer is a quantity, a duration, a date or a time ("how long", "when", "by when"):
+# the sentence that answers them states one. The answer-type check of classic question answering.
+_ASKS_QUANTITY = re.compile(
+    r"\b(how (many|much|long|often|big|large|far|old|soon|early|late|fast|high|low|small)|when|"
+    r"what (time|day|days|date|dates|hours|percentage|percent|age|size|limit|amount|rate)|"
+    r"which (day|days|date|month|months|year)|deadline|by when)\b",
+    re.IGNORECASE,
+)
+_STATES_QUANTITY = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
+    r"hundred|thousand|half|once|twice|daily|weekly|monthly|quarterly|annually|yearly|noon|midnight|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekdays?|weekends?)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_quantity(question: str) -> bool:
+    """The question asks for a number, a duration, a date or a time."""
+    return bool(_ASKS_QUANTITY.search(question))
+
+
+_ENUMERATOR = re.compile(r"^\s*\d{1,2}[.)]\s+", re.MULTILINE)  # "1. " opening a list item
+
+
+def states_quantity(text: str) -> bool:
+    """The text states a number, a duration, a date or a time (digits, number words, weekdays...);
+    citation markers and list numbers ("1. ") do not count."""
+    return bool(_STATES_QUANTITY.search(_ENUMERATOR.sub(" ", MARKER.sub(" ", text))))
+
+
 @dataclass(frozen=True)
 class AnswerCheck:
     """The checks of one answer. `failures` names every check it failed; an empty list passes."""
@@ -327,6 +357,11 @@ class StreamingCheck:
             return clean, f"only {backed:.0%} of its words are in the passages"
         return clean, None
 
+    def _typed(self, text: str) -> bool:
+        """The text has the kind of answer the question asks for (a quantity or a time), or it asks
+        for neither."""
+        return not asks_quantity(self.question) or states_quantity(text)
+
     def _accept(self, sentence: str, ended_by: str) -> str:
         clean, why = self._check(sentence)
         if why is not None:
@@ -339,9 +374,10 @@ class StreamingCheck:
         self.shown += out
         if self.held is None:
             return out
-        # sentences wait until together they address the question well enough (min_coverage)
+        # sentences wait until together they address the question well enough (min_coverage) and, when
+        # it asks how much, how long or when, state a quantity or a time
         self.held += out
-        if coverage(self.question, self.shown) < self.min_coverage:
+        if coverage(self.question, self.shown) < self.min_coverage or not self._typed(self.shown):
             return ""
         released, self.held = self.held, None
         return released
@@ -378,7 +414,11 @@ class StreamingCheck:
             out = self._accept(sentence, " ")
         if self.failed is None and self.held is not None:
             covered = coverage(self.question, self.shown)
-            self.failed = f"does not address the question (covers {covered:.0%} of it)"
+            self.failed = (
+                f"does not address the question (covers {covered:.0%} of it)"
+                if covered < self.min_coverage
+                else "states no quantity or time, and the question asks for one"
+            )
             self.shown, self.held = "", None
             return ""
         return out

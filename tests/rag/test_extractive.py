@@ -89,3 +89,4 @@ def test_quantity_questions_and_statements() -> None:
     assert not asks_quantity("Who approves an exception?") and not asks_quantity("how do I reset my VPN")
     assert states_quantity("within 30 days") and states_quantity("every Tuesday") and states_quantity("twice")
     assert not states_quantity("Ask the records manager for approval.")
+    assert not states_quantity("1. The policy explains leave [1].\n2. Ask HR [2].")  # list numbers, markers

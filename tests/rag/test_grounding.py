@@ -96,3 +96,21 @@ def test_an_answer_is_held_back_until_it_addresses_the_question() -> None:
     assert off_topic.feed("The calendar has 11 paid holidays [1]. ") == "" and off_topic.finish() == ""
     assert off_topic.failed is not None and "does not address" in off_topic.failed
     assert off_topic.shown == ""  # the caller replaces it
+
+
+def test_an_answer_to_how_many_is_held_back_until_it_states_a_quantity() -> None:
+    passages = ["New employees get vacation days in their first year, and many employees carry them over."]
+    question = "How many vacation days do new employees get?"
+    vague = StreamingCheck(question, passages, min_coverage=0.75)
+    # covers the question's words, grounded, but says no number: never shown, and the answer fails
+    assert vague.feed("1. New employees get vacation days in their first year [1]. ") == ""
+    assert (
+        vague.finish() == "" and vague.failed == "states no quantity or time, and the question asks for one"
+    )
+    counted = StreamingCheck("How many vacation days do new employees get?", PASSAGES, min_coverage=0.75)
+    assert (
+        counted.feed("New employees get 15 vacation days [1]. They")
+        == "New employees get 15 vacation days [1]."
+    )
+    open_question = StreamingCheck("Who gets vacation days?", passages, min_coverage=0.5)
+    assert open_question.feed("New employees get vacation days in their first year [1]. They") != ""
