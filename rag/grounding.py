@@ -311,11 +311,17 @@ class StreamingCheck:
         enabled: bool = True,
         min_coverage: float = 0.0,
         min_support: float = 0.0,
+        max_held_sentences: int = 3,
     ) -> None:
         self.question = question
         # the answer must cover this much of the question (rag.grounding.coverage) before any of it is
         # shown, else it is about something else (a passage the model copied instead of answering)
         self.min_coverage = min_coverage
+        # an answer still held back after this many sentences fails there: a small model that has not
+        # addressed the question in three sentences rarely does later, and decoding the rest only delays
+        # the extractive answer that replaces it
+        self.max_held_sentences = max_held_sentences
+        self._held_sentences = 0
         # each sentence's content words must be this much in the passages: a small model's fluent
         # sentence about something the passages never say has no invented number, but few of their words
         self.min_support = min_support
@@ -377,7 +383,12 @@ class StreamingCheck:
         # sentences wait until together they address the question well enough (min_coverage) and, when
         # it asks how much, how long or when, state a quantity or a time
         self.held += out
-        if coverage(self.question, self.shown) < self.min_coverage or not self._typed(self.shown):
+        self._held_sentences += 1
+        covered = coverage(self.question, self.shown)
+        if covered < self.min_coverage or not self._typed(self.shown):
+            if self.max_held_sentences and self._held_sentences >= self.max_held_sentences:
+                self.failed = f"does not address the question in {self._held_sentences} sentences"
+                self.shown, self.held = "", None
             return ""
         released, self.held = self.held, None
         return released

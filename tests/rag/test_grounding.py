@@ -114,3 +114,15 @@ def test_an_answer_to_how_many_is_held_back_until_it_states_a_quantity() -> None
     )
     open_question = StreamingCheck("Who gets vacation days?", passages, min_coverage=0.5)
     assert open_question.feed("New employees get vacation days in their first year [1]. They") != ""
+
+
+def test_an_answer_held_back_for_three_sentences_fails_without_decoding_the_rest() -> None:
+    check = StreamingCheck("How many vacation days do new employees get?", PASSAGES, min_coverage=0.75)
+    off = "The calendar has 11 paid holidays [1]. "
+    assert check.feed(off + "Report a stolen laptop within 1 hour [2]. ") == "" and check.failed is None
+    assert check.feed("Report it at extension 4357 [2]. New employees get 15 vacation days [1]. ") == ""
+    assert check.failed == "does not address the question in 3 sentences" and check.shown == ""
+    assert check.feed("More.") == "" and check.finish() == ""  # nothing after the failure is shown
+    patient = StreamingCheck("How many vacation days?", PASSAGES, min_coverage=0.75, max_held_sentences=0)
+    patient.feed(off + "Report a stolen laptop within 1 hour [2]. Report it at extension 4357 [2]. New")
+    assert patient.failed is None  # 0: no limit
