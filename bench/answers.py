@@ -253,9 +253,11 @@ def stop(server: Server) -> dict[str, Any]:
 
 def load_questions(path: Path, limit: int | None) -> list[dict[str, Any]]:
     items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    missing = [q.get("id") for q in items if "phrase" not in q]
+    missing = [q.get("id") for q in items if q.get("answerable", True) and "phrase" not in q]
     if missing:
-        raise SystemExit(f"{path}: {len(missing)} questions have no `phrase` (first: {missing[0]})")
+        raise SystemExit(
+            f"{path}: {len(missing)} answerable questions have no `phrase` (first: {missing[0]})"
+        )
     return items[:limit] if limit else items
 
 
