@@ -7,7 +7,8 @@
 #
 # Writes bench/results/learning-<algo>-<preference>-s<seed>.json (the round) and
 # bench/results/learning-<algo>-<preference>-s<seed>-judge.json (the held-out win rate, 95% CI).
-# GOLDEN names the question bank (default Acme's golden set). Extra `simulate` options can be passed in SIMULATE_ARGS. About an hour on 2 cores.
+# GOLDEN names the question bank (default Acme's golden set). Extra `simulate` options can be passed in
+# SIMULATE_ARGS, extra `simulate-judge` options in JUDGE_ARGS. About an hour on 2 cores.
 set -euo pipefail
 seed=${1:?usage: bench/learning.sh SEED [PREFERENCE] [ALGO]}
 preference=${2:-concise-cited}
@@ -29,6 +30,7 @@ KBLOOP_DATA_DIR=$data "$python" -m service.cli ingest --quiet "${CORPUS:-example
 "$python" -m service.cli simulate --data-dir "$data" --rounds 1 --questions 0 --asks 3 --heldout 16 \
     --heldout-samples 0 --eval-limit 32 --golden "$golden" --algo "$algo" --preference "$preference" --seed "$seed" \
     --out "bench/results/$name.json" ${SIMULATE_ARGS:-}
+# shellcheck disable=SC2086
 "$python" -m service.cli simulate-judge v0002 v0001 --data-dir "$data" --preference "$preference" \
     --seed "$seed" --golden bench/questions/extra-heldout.jsonl --concurrency 2 \
-    --out "bench/results/$name-judge.json"
+    --out "bench/results/$name-judge.json" ${JUDGE_ARGS:-}

@@ -137,9 +137,28 @@ def _ok(response: Any) -> dict[str, Any]:
     return data
 
 
+RETRIED = (500, 502, 503, 504)  # a generation that failed (a backend restarted) or a full queue
+
+
+def _generate(
+    client: Any, path: str, body: dict[str, Any], headers: dict[str, str], attempts: int = 4
+) -> Any:
+    """POST a request that generates, again after a failed generation or a full queue (waiting
+    Retry-After, else 1, 2, 4 s): a backend that died mid-answer is restarted by the service, and a run
+    of an hour should not end on one such answer. Other statuses are returned as they are."""
+    for attempt in range(attempts):
+        response = client.post(path, json=body, headers=headers)
+        if response.status_code not in RETRIED or attempt == attempts - 1:
+            return response
+        wait = response.headers.get("Retry-After")
+        log.warning("%s: %s, asking again (%d/%d)", path, response.status_code, attempt + 2, attempts)
+        time.sleep(float(wait) if wait and wait.isdigit() else 2.0**attempt)
+    raise AssertionError("unreachable")
+
+
 def _ask(client: Any, who: Employee, question: str, max_tokens: int, **options: Any) -> dict[str, Any]:
     body = {"messages": [{"role": "user", "content": question}], "max_tokens": max_tokens, **options}
-    data = _ok(client.post("/v1/chat/completions", json=body, headers=who.headers))
+    data = _ok(_generate(client, "/v1/chat/completions", body, who.headers))
     return {"text": data["choices"][0]["message"]["content"], **data["kbloop"]}
 
 
@@ -219,7 +238,7 @@ class Loop:
         offset = 1 if stage == "compare" else 3  # another employee than the one who voted on it
         who = self.people[(i + round_no + 2 * k + offset) % len(self.people)]
         body = {"question": item.question, "max_tokens": self.cfg.max_tokens}
-        response = self.client.post("/api/compare", json=body, headers=who.headers)
+        response = _generate(self.client, "/api/compare", body, who.headers)
         if response.status_code == 422:  # the retrieval refuses the question: nothing to compare
             return {"choice": "skipped"}
         pair = _ok(response)

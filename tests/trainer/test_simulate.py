@@ -336,3 +336,26 @@ def test_cli_lists_options_and_rejects_unknown_preference(tmp_path: Path) -> Non
     assert bad.exit_code == 2 and "concise-cited" in bad.output
     bad = runner.invoke(app, ["simulate", "--algo", "sft", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "ppo or dpo" in bad.output
+
+
+def test_a_failed_generation_is_asked_again_and_other_errors_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from trainer import simulate as sim
+
+    monkeypatch.setattr(sim.time, "sleep", lambda s: None)
+
+    class Client:
+        def __init__(self, codes: list[int]) -> None:
+            self.codes, self.calls = codes, 0
+
+        def post(self, path: str, json: dict, headers: dict) -> SimpleNamespace:
+            self.calls += 1
+            return SimpleNamespace(status_code=self.codes[self.calls - 1], headers={"Retry-After": "1"})
+
+    flaky = Client([500, 503, 200])
+    assert sim._generate(flaky, "/v1/chat/completions", {}, {}).status_code == 200 and flaky.calls == 3
+    refused = Client([422])
+    assert sim._generate(refused, "/api/compare", {}, {}).status_code == 422 and refused.calls == 1
+    broken = Client([500] * 4)
+    assert sim._generate(broken, "/v1/chat/completions", {}, {}).status_code == 500 and broken.calls == 4
