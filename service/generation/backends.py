@@ -201,6 +201,12 @@ def registry_lora_ranks(models_dir: Path) -> list[int]:
     return [adapter_rank(config.parent) for config in models_dir.glob("versions/*/*/adapter_config.json")]
 
 
+def local_base(version: ModelVersion) -> Path | None:
+    """The version's base as a local HF folder (an adapter's shapes are checked against it), or None."""
+    folder = Path(version.base)
+    return folder if (folder / "config.json").exists() else None
+
+
 def vllm_base_folder(base: str) -> Path:
     folder = Path(base)
     if not (folder / "config.json").exists():
@@ -243,7 +249,8 @@ class VllmVersions:
                     queue_size=settings.queue_size,
                 )
                 self._backends[key] = backend
-        backend.ensure(version.id, version.adapter_path(settings.models_dir), keep)
+        adapter = version.adapter_path(settings.models_dir)
+        backend.ensure(version.id, adapter, keep, local_base(version))
         return VllmEngine(backend, version.id, tokenizer, settings.vllm_max_model_len)
 
     def backends(self) -> list[VllmBackend]:
@@ -266,11 +273,11 @@ def smoke_version_vllm(version: ModelVersion, settings: Settings) -> str:
         backend = VllmBackend(prompt, url=settings.vllm_url)
     else:
         ranks = [] if adapter is None else [adapter_rank(adapter)]
-        base = vllm_base_folder(version.base)
-        backend = VllmBackend(prompt, config=vllm_config(settings, base, ranks), slots=1)
+        config = vllm_config(settings, vllm_base_folder(version.base), ranks)
+        backend = VllmBackend(prompt, config=config, slots=1)
     name = f"smoke-{version.id}"
     try:
-        backend.ensure(name, adapter, keep={name})
+        backend.ensure(name, adapter, {name}, local_base(version))
         url, model = backend.lease(name)
         backend.release(name)
         return smoke_completion(url, model, prompt)

@@ -33,6 +33,7 @@ import asyncio
 import itertools
 import json
 import logging
+import re
 import struct
 import threading
 import time
@@ -127,9 +128,11 @@ def error_message(text: str) -> str:
     return str(error.get("message", error) if isinstance(error, dict) else error)[:300]
 
 
-def check_adapter(folder: Path, max_rank: int = 0) -> None:
-    """Refuse a PEFT folder vLLM would choke on, before the server sees it: no or unreadable config, not a
-    LoRA, a rank above the server's `max_rank` (0 = unknown), missing or truncated weights."""
+def check_adapter(folder: Path, max_rank: int = 0, base: Path | None = None) -> None:
+    """Refuse a PEFT folder vLLM would choke on or silently misuse, before the server sees it: no or
+    unreadable config, not a LoRA, a rank above the server's `max_rank` (0 = unknown), missing or
+    truncated weights, or (given the `base` folder) weights shaped for another model: vLLM 0.32 loads
+    and serves a LoRA trained on a different base without a word (seen on CPU, 2026-12-03)."""
     try:
         config = json.loads((folder / "adapter_config.json").read_text())
     except FileNotFoundError:
@@ -145,14 +148,18 @@ def check_adapter(folder: Path, max_rank: int = 0) -> None:
             "(set KBLOOP_VLLM_MAX_LORA_RANK and restart)"
         )
     weights = folder / "adapter_model.safetensors"
-    if weights.exists():
-        _check_safetensors(weights)
-    elif not (folder / "adapter_model.bin").exists():
-        raise AdapterLoadFailed(f"{folder} has no adapter weights (adapter_model.safetensors)")
+    if not weights.exists():
+        if not (folder / "adapter_model.bin").exists():
+            raise AdapterLoadFailed(f"{folder} has no adapter weights (adapter_model.safetensors)")
+        return
+    header = _safetensors_header(weights)
+    if base is not None:
+        _check_shapes(header, base, folder)
 
 
-def _check_safetensors(path: Path) -> None:
-    """The header parses and the file is as long as the tensors it lists (a truncated copy is not)."""
+def _safetensors_header(path: Path) -> dict[str, Any]:
+    """The tensors a safetensors file lists, once its header parses and the file is as long as they need
+    (a truncated copy is not)."""
     try:
         with path.open("rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
@@ -162,9 +169,56 @@ def _check_safetensors(path: Path) -> None:
         raise AdapterLoadFailed(f"{path} is not a safetensors file: {exc}") from exc
     if not isinstance(header, dict):
         raise AdapterLoadFailed(f"{path} is not a safetensors file")
-    end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+    tensors = {k: t for k, t in header.items() if k != "__metadata__"}
+    end = max((int(t["data_offsets"][1]) for t in tensors.values()), default=0)
     if size < 8 + length + end:
         raise AdapterLoadFailed(f"{path} is truncated ({size} bytes, its header needs {8 + length + end})")
+    return tensors
+
+
+LORA_TENSOR = re.compile(r"layers\.(\d+)\..*\.(\w+)\.lora_([AB])(?:\.\w+)?\.weight$")
+
+
+def _check_shapes(tensors: dict[str, Any], base: Path, folder: Path) -> None:
+    """Each LoRA factor of a decoder layer's attention and MLP projections fits the base's config.json:
+    lora_A is (rank, in), lora_B is (out, rank). Modules it does not know are left to vLLM."""
+    try:
+        config = json.loads((base / "config.json").read_text())
+        hidden, heads, layers = (
+            config["hidden_size"],
+            config["num_attention_heads"],
+            config["num_hidden_layers"],
+        )
+    except (OSError, ValueError, KeyError):
+        return  # not a LLaMA-style config: nothing to compare with
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or hidden // heads
+    inter = config.get("intermediate_size") or 0
+    q, kv = heads * head_dim, kv_heads * head_dim
+    dims = {  # module -> (in, out)
+        "q_proj": (hidden, q),
+        "k_proj": (hidden, kv),
+        "v_proj": (hidden, kv),
+        "o_proj": (q, hidden),
+        "gate_proj": (hidden, inter),
+        "up_proj": (hidden, inter),
+        "down_proj": (inter, hidden),
+    }
+    for name, tensor in tensors.items():
+        match = LORA_TENSOR.search(name)
+        if match is None or match.group(2) not in dims:
+            continue
+        layer, module, factor = int(match.group(1)), match.group(2), match.group(3)
+        if layer >= layers:
+            raise AdapterLoadFailed(f"{folder} adapts layer {layer}; the base {base.name} has {layers}")
+        shape = list(tensor.get("shape") or [])
+        size_in, size_out = dims[module]
+        fits = len(shape) == 2 and (shape[1] == size_in if factor == "A" else shape[0] == size_out)
+        if not fits:
+            raise AdapterLoadFailed(
+                f"{folder} was not trained on the base {base.name}: {name} has shape {shape}, the base's "
+                f"{module} is {size_in} -> {size_out}"
+            )
 
 
 def smoke_completion(url: str, model: str, prompt_ids: list[int], timeout_s: float = 300.0) -> str:
@@ -228,15 +282,18 @@ class VllmBackend:
     def loaded(self) -> dict[str, Path | None]:
         return dict(self._adapters)
 
-    def ensure(self, version_id: str, adapter: Path | None, keep: set[str]) -> None:
+    def ensure(self, version_id: str, adapter: Path | None, keep: set[str], base: Path | None = None) -> None:
         """Make `version_id` servable (blocking): load its adapter and answer the smoke prompt; then unload
         the adapters of versions outside `keep`. On failure the version is not loaded, nothing else
-        changes, and the error is named."""
+        changes, and the error is named. `base` (default: the managed server's model folder) is what
+        the adapter's shapes are checked against."""
         with self._lock:
             self._running()
             if version_id not in self._adapters:
                 if adapter is not None:
-                    check_adapter(adapter, self.max_lora_rank)
+                    if base is None and self.config is not None:
+                        base = self.config.model
+                    check_adapter(adapter, self.max_lora_rank, base)
                     self._load(version_id, adapter)
                 try:
                     smoke_completion(self.url, self._model(version_id, adapter), self.smoke_prompt)

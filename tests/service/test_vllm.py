@@ -135,6 +135,46 @@ def test_adapter_checks_refuse_what_vllm_would_choke_on(tmp_path: Path) -> None:
         check_adapter(garbage)
 
 
+def write_shaped_adapter(folder: Path, shapes: dict[str, list[int]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2}))
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        size = shape[0] * shape[1] * 4
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    (folder / "adapter_model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
+    return folder
+
+
+def test_adapter_shapes_must_fit_the_base(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    config = {"hidden_size": 16, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2}
+    (base / "config.json").write_text(json.dumps({**config, "intermediate_size": 32}))
+    attn = "base_model.model.model.layers.{}.self_attn.{}.lora_{}.weight"
+    fits = {
+        attn.format(1, "q_proj", "A"): [2, 16],
+        attn.format(1, "q_proj", "B"): [16, 2],
+        attn.format(1, "k_proj", "B"): [8, 2],  # 2 kv heads of 4 dims
+        "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight": [2, 32],
+    }
+    check_adapter(write_shaped_adapter(tmp_path / "fits", fits), base=base)
+    with pytest.raises(AdapterLoadFailed, match="not trained on the base"):
+        check_adapter(
+            write_shaped_adapter(tmp_path / "wide", {attn.format(0, "v_proj", "B"): [16, 2]}), base=base
+        )
+    with pytest.raises(AdapterLoadFailed, match="not trained on the base"):
+        check_adapter(
+            write_shaped_adapter(tmp_path / "other", {attn.format(0, "o_proj", "A"): [2, 64]}), base=base
+        )
+    with pytest.raises(AdapterLoadFailed, match="adapts layer 5"):
+        check_adapter(
+            write_shaped_adapter(tmp_path / "deep", {attn.format(5, "q_proj", "A"): [2, 16]}), base=base
+        )
+
+
 def test_server_lora_rank_covers_the_adapters_in_steps_vllm_accepts(tmp_path: Path) -> None:
     assert adapter_rank(write_adapter(tmp_path / "a", rank=8, rank_pattern={"q_proj": 24})) == 24
     assert server_lora_rank([]) == 16
@@ -435,7 +475,7 @@ def test_bad_adapters_are_refused_by_name_and_the_base_keeps_serving(stack: Any)
     with pytest.raises(AdapterLoadFailed, match="truncated"):
         versions.engine(cut, keep={base.id, cut.id})
     other = add_lora_version(directory, str(tiny_base(directory.root / "tiny")), "v0005")
-    with pytest.raises(AdapterLoadFailed):  # trained on another base: shapes that do not fit
+    with pytest.raises(AdapterLoadFailed, match="not trained on the base"):  # vLLM would serve it
         versions.engine(replace(other, base=base.base), keep={base.id, other.id})
     assert set(backend.loaded()) == {base.id}
 
