@@ -479,7 +479,10 @@ def test_bad_adapters_are_refused_by_name_and_the_base_keeps_serving(stack: Any)
         versions.engine(replace(other, base=base.base), keep={base.id, other.id})
     assert set(backend.loaded()) == {base.id}
 
-    text, final = asyncio.run(collect(engine.submit(chat_prompt(engine), GREEDY)))
+    async def answer() -> tuple[str, GenerationEvent]:
+        return await collect(engine.submit(chat_prompt(engine), GREEDY))
+
+    text, final = asyncio.run(answer())
     assert text and final.finish_reason in ("stop", "length")
 
 
