@@ -15,7 +15,9 @@ Adapters of versions that are no longer kept (not loaded by the runtime, not an 
 with `/v1/unload_lora_adapter` once they have no request in flight.
 
 Sampling (`SamplingParams` → /v1/completions): temperature (0 = greedy), top_p, seed, max_new_tokens →
-max_tokens, stop → stop, top_k and min_p off (the distribution the transformers engine samples from).
+max_tokens, top_k and min_p off (the distribution the transformers engine samples from), stop → stop:
+vLLM's OpenAI API takes at most 4 stop strings, so the first 4 go to the server and any others are
+matched here over the streamed text (service/generation/stopping.py), which then hangs up.
 repetition_penalty → vLLM's repetition_penalty: the same division of logits (CTRL), but vLLM applies
 it to the prompt's tokens as well as the answer's, so a penalty above 1 also discourages quoting the
 passages a little. no_repeat_ngram_size is not mapped: vLLM's OpenAI API has no n-gram ban (nor a
@@ -44,12 +46,14 @@ from typing import Any
 
 from service.errors import ModelUnavailable, QueueFull
 from service.generation.base import EngineStats, GenerationEvent, RequestHandle, SamplingParams
+from service.generation.stopping import StopMatcher
 from service.generation.vllm_server import VllmConfig, VllmServer, adapter_rank
 
 log = logging.getLogger(__name__)
 
 FINISH = {"stop": "stop", "length": "length", "abort": "error"}
 SMOKE_TOKENS = 4
+MAX_SERVER_STOPS = 4  # vLLM's OpenAI API refuses more stop strings (400, "at most 4 items")
 
 
 class AdapterLoadFailed(ModelUnavailable):
@@ -73,7 +77,7 @@ def completion_body(prompt_ids: list[int], params: SamplingParams, model: str) -
         "top_k": -1,
         "min_p": 0.0,
         "repetition_penalty": params.repetition_penalty,
-        "stop": list(params.stop),
+        "stop": list(params.stop[:MAX_SERVER_STOPS]),  # the others: matched by the client (see above)
         "skip_special_tokens": True,
     }
     if params.seed is not None:
@@ -513,6 +517,8 @@ class VllmEngine:
         import httpx
 
         body = completion_body(prompt_ids, params, model)
+        extra_stops = params.stop[MAX_SERVER_STOPS:]
+        matcher = StopMatcher(extra_stops) if extra_stops else None
         finish: str | None = None
         async with (
             httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10)) as client,
@@ -533,11 +539,18 @@ class VllmEngine:
                     counts.completion = chunk.completion_tokens
                 if chunk.prompt_tokens:
                     counts.prompt = chunk.prompt_tokens
-                if chunk.text:
-                    handle.emit(GenerationEvent(text=chunk.text))
+                text = chunk.text if matcher is None else matcher.feed(chunk.text)
+                if text:
+                    handle.emit(GenerationEvent(text=text))
+                if matcher is not None and matcher.stopped:
+                    handle.emit(counts.final("stop"))
+                    return  # leaving the block closes the stream: vLLM aborts the rest
                 finish = chunk.finish_reason or finish
         if finish is None:
             raise VllmRequestError("vLLM closed the stream before it finished")
+        rest = "" if matcher is None else matcher.flush()
+        if rest:
+            handle.emit(GenerationEvent(text=rest))
         reason = FINISH.get(finish, "stop")
         handle.emit(counts.final(reason, "vLLM aborted the request" if reason == "error" else None))
 

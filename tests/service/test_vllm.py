@@ -62,6 +62,8 @@ def test_completion_body_maps_every_sampling_field() -> None:
     assert (body["max_tokens"], body["temperature"], body["top_p"], body["seed"]) == (7, 0.0, 0.9, 3)
     assert body["repetition_penalty"] == 1.2
     assert body["stop"] == ["\n\n"]
+    five = completion_body([1], SamplingParams(stop=("a", "b", "c", "d", "e")), "m")
+    assert five["stop"] == ["a", "b", "c", "d"]  # vLLM takes 4; the 5th is matched by the client
     assert (body["top_k"], body["min_p"]) == (-1, 0.0)  # off: the distribution the reference samples
     assert "seed" not in completion_body([1], SamplingParams(), "m")
     assert completion_body([1], SamplingParams(temperature=-1), "m")["temperature"] == 0.0
@@ -285,6 +287,18 @@ def test_a_stream_finishes_with_text_counts_and_the_base_model_name(fake_engine:
     assert (final.finish_reason, final.prompt_tokens, final.completion_tokens) == ("stop", 3, 2)
 
 
+def test_stop_strings_beyond_the_servers_four_end_the_stream_here(fake_engine: Any) -> None:
+    params = SamplingParams(stop=("1", "2", "3", "4", "o x"))  # the stalling stream: "Hello", " x", " x"...
+
+    async def body(engine: VllmEngine) -> Any:
+        return await collect(engine.submit([STALLS], params))
+
+    started = time.perf_counter()
+    text, final = fake_engine(body)
+    assert text == "Hell" and final.finish_reason == "stop"
+    assert time.perf_counter() - started < 5  # it hung up instead of reading the endless stream
+
+
 def test_a_stream_that_breaks_off_ends_with_an_error_event(fake_engine: Any) -> None:
     async def body(engine: VllmEngine) -> Any:
         result = await asyncio.wait_for(collect(engine.submit([DIES], GREEDY)), 10)
@@ -505,3 +519,48 @@ def test_a_server_killed_mid_stream_ends_the_stream_with_an_error_and_restarts(s
     assert "exited mid-stream" in final.error
     assert backend.restarts == 1 and backend.server is not server
     assert text and after.finish_reason in ("stop", "length")
+
+
+@needs_vllm
+def test_canary_promotion_and_rollback_through_the_app_drop_no_request(stack: Any, make_client: Any) -> None:
+    """The service on the module's server as an external one (KBLOOP_VLLM_URL): a LoRA version is
+    canaried, promoted while 16 requests are in flight and rolled back; every answer arrives."""
+    import concurrent.futures
+
+    from registry.registry import Registry
+    from tests.service.conftest import PARKING, ask
+
+    _, _, versions, base = stack
+    versions.engine(base, keep={base.id})
+    url = versions.backends()[0].url
+    client = make_client(model=base.base, backend="vllm", vllm_url=url, vllm_max_num_seqs=4, queue_size=64)
+    runtime = client.app.state.kbloop.runtime
+    assert runtime.backend == "vllm"
+    add_lora_version(runtime.models, base.base, "v0002")
+    registry = Registry(runtime.models.root)
+
+    def smoke(version: Any) -> None:
+        runtime.engine(version)  # what the API's promote/canary/rollback do
+
+    def one(conversation: str = "c") -> tuple[int, str]:
+        body = ask(PARKING, max_tokens=8, stream=False, conversation_id=conversation)
+        response = client.post("/v1/chat/completions", json=body)
+        return response.status_code, response.json().get("kbloop", {}).get("model_version", "")
+
+    registry.set_canary("v0002", 1.0, actor="ana", reason="all of it", smoke=smoke)
+    runtime._share_read_at = float("-inf")  # skip the 1 s cache in the test
+    assert one("canary-conv") == (200, "v0002")
+    assert "v0002" in served_models(url)
+    registry.set_canary(None, 0.0, actor="ana", reason="done")
+    runtime._share_read_at = float("-inf")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        first = [pool.submit(one) for _ in range(16)]
+        registry.promote("v0002", actor="ana", reason="hot swap", override=True, smoke=smoke)
+        second = [pool.submit(one) for _ in range(16)]
+        results = [f.result() for f in first + second]
+    assert all(status == 200 for status, _ in results), results
+    assert all(version == "v0002" for _, version in results[16:])
+
+    registry.rollback(actor="ana", reason="back", smoke=smoke)
+    assert one() == (200, "v0001")
