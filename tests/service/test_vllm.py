@@ -564,3 +564,25 @@ def test_canary_promotion_and_rollback_through_the_app_drop_no_request(stack: An
 
     registry.rollback(actor="ana", reason="back", smoke=smoke)
     assert one() == (200, "v0001")
+
+
+@needs_vllm
+def test_the_registry_smoke_test_loads_answers_and_unloads_on_vllm(stack: Any) -> None:
+    """registry.smoke on the vLLM backend (here the module's server as KBLOOP_VLLM_URL): the adapter is
+    loaded under a name of its own, answers, and is unloaded; a bad one raises by name."""
+    from registry.smoke import smoke_test
+    from service.generation.backends import smoke_version_vllm
+
+    settings, directory, versions, base = stack
+    versions.engine(base, keep={base.id})
+    url = versions.backends()[0].url
+    external = settings.model_copy(update={"vllm_url": url})
+    lora = add_lora_version(directory, base.base, "v0006")
+    assert smoke_version_vllm(lora, external)
+    smoke_test(lora, external)
+    assert not [m for m in served_models(url) if m.startswith("smoke-")]
+    big = add_lora_version(directory, base.base, "v0007", rank=32)
+    big_weights = directory.root / "versions" / "v0007" / "adapter" / "adapter_model.safetensors"
+    big_weights.write_bytes(big_weights.read_bytes()[:-10])
+    with pytest.raises(AdapterLoadFailed, match="truncated"):
+        smoke_test(big, external)
