@@ -264,7 +264,8 @@ class VllmVersions:
 def smoke_version_vllm(version: ModelVersion, settings: Settings) -> str:
     """Load the version on vLLM (a one-off managed server beside its base, or the external server) and
     answer the smoke prompt greedily; the text it answered. Named errors when any step fails."""
-    from service.generation.vllm import VllmBackend, smoke_completion
+    from service.generation.vllm import VllmBackend
+    from service.generation.vllm_protocol import smoke_completion
 
     tokenizer = load_tokenizer(version.base)
     prompt = smoke_prompt_ids(tokenizer, settings)

@@ -12,7 +12,8 @@ A version becomes servable only when its adapter passes a file check (config, ra
 server's --max-lora-rank, safetensors not truncated), loads, and answers the smoke prompt; otherwise
 it is unloaded again, `AdapterLoadFailed` names why, and the versions already loaded keep serving.
 Adapters of versions that are no longer kept (not loaded by the runtime, not an alias) are unloaded
-with `/v1/unload_lora_adapter` once they have no request in flight.
+with `/v1/unload_lora_adapter` once they have no request in flight. (The HTTP requests and chunks are
+in vllm_protocol.py, the adapter checks in peft_check.py, the process in vllm_server.py.)
 
 Sampling (`SamplingParams` → /v1/completions): temperature (0 = greedy), top_p, seed, max_new_tokens →
 max_tokens, top_k and min_p off (the distribution the transformers engine samples from), stop → stop:
@@ -33,10 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
-import re
-import struct
 import threading
 import time
 from collections import Counter
@@ -46,202 +44,25 @@ from typing import Any
 
 from service.errors import ModelUnavailable, QueueFull
 from service.generation.base import EngineStats, GenerationEvent, RequestHandle, SamplingParams
+from service.generation.peft_check import AdapterLoadFailed, check_adapter
 from service.generation.stopping import StopMatcher
-from service.generation.vllm_server import VllmConfig, VllmServer, adapter_rank
+from service.generation.vllm_protocol import (
+    MAX_SERVER_STOPS,
+    VllmRequestError,
+    base_model_name,
+    completion_body,
+    error_message,
+    parse_chunk,
+    smoke_completion,
+    sse_data,
+)
+from service.generation.vllm_server import VllmConfig, VllmServer
+
+__all__ = ["AdapterLoadFailed", "VllmBackend", "VllmEngine", "VllmRequestError"]
 
 log = logging.getLogger(__name__)
 
 FINISH = {"stop": "stop", "length": "length", "abort": "error"}
-SMOKE_TOKENS = 4
-MAX_SERVER_STOPS = 4  # vLLM's OpenAI API refuses more stop strings (400, "at most 4 items")
-
-
-class AdapterLoadFailed(ModelUnavailable):
-    """vLLM cannot serve a version's PEFT adapter: a bad folder, a refused load or no smoke answer."""
-
-
-class VllmRequestError(RuntimeError):
-    """vLLM refused a request or broke off its stream."""
-
-
-def completion_body(prompt_ids: list[int], params: SamplingParams, model: str) -> dict[str, Any]:
-    """The streamed /v1/completions request for one generation (mapping: see the module docstring)."""
-    body: dict[str, Any] = {
-        "model": model,
-        "prompt": list(prompt_ids),
-        "stream": True,
-        "stream_options": {"include_usage": True, "continuous_usage_stats": True},
-        "max_tokens": params.max_new_tokens,
-        "temperature": max(params.temperature, 0.0),
-        "top_p": params.top_p,
-        "top_k": -1,
-        "min_p": 0.0,
-        "repetition_penalty": params.repetition_penalty,
-        "stop": list(params.stop[:MAX_SERVER_STOPS]),  # the others: matched by the client (see above)
-        "skip_special_tokens": True,
-    }
-    if params.seed is not None:
-        body["seed"] = params.seed
-    return body
-
-
-def sse_data(line: str) -> str | None:
-    """The payload of one server-sent-events line (`data: ...`), None for any other line."""
-    if not line.startswith("data:"):
-        return None
-    return line[5:].strip()
-
-
-@dataclass(frozen=True)
-class Chunk:
-    text: str = ""
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-
-def parse_chunk(payload: str) -> Chunk:
-    """One streamed completion chunk; raises VllmRequestError for an error the server sent mid-stream."""
-    try:
-        data = json.loads(payload)
-    except ValueError as exc:
-        raise VllmRequestError(f"vLLM sent an unreadable chunk: {payload[:200]!r}") from exc
-    if not isinstance(data, dict):
-        raise VllmRequestError(f"vLLM sent an unexpected chunk: {payload[:200]!r}")
-    if "error" in data or data.get("object") == "error":
-        raise VllmRequestError(f"vLLM: {error_message(payload)}")
-    choices = data.get("choices") or [{}]
-    usage = data.get("usage") or {}
-    return Chunk(
-        text=str(choices[0].get("text") or ""),
-        finish_reason=choices[0].get("finish_reason"),
-        prompt_tokens=usage.get("prompt_tokens"),
-        completion_tokens=usage.get("completion_tokens"),
-    )
-
-
-def error_message(text: str) -> str:
-    """The message of an OpenAI-style error body (`{"error": {"message": ...}}` or `{"message": ...}`)."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text[:300]
-    if not isinstance(data, dict):
-        return str(data)[:300]
-    error = data.get("error", data)
-    return str(error.get("message", error) if isinstance(error, dict) else error)[:300]
-
-
-def check_adapter(folder: Path, max_rank: int = 0, base: Path | None = None) -> None:
-    """Refuse a PEFT folder vLLM would choke on or silently misuse, before the server sees it: no or
-    unreadable config, not a LoRA, a rank above the server's `max_rank` (0 = unknown), missing or
-    truncated weights, or (given the `base` folder) weights shaped for another model: vLLM 0.32 loads
-    and serves a LoRA trained on a different base without a word (seen on CPU, 2026-12-03)."""
-    try:
-        config = json.loads((folder / "adapter_config.json").read_text())
-    except FileNotFoundError:
-        raise AdapterLoadFailed(f"{folder} has no adapter_config.json (not a PEFT adapter)") from None
-    except (OSError, ValueError) as exc:
-        raise AdapterLoadFailed(f"unreadable {folder / 'adapter_config.json'}: {exc}") from exc
-    if not isinstance(config, dict) or config.get("peft_type", "LORA") != "LORA":
-        raise AdapterLoadFailed(f"{folder} is not a LoRA adapter")
-    rank = adapter_rank(folder)
-    if max_rank and rank > max_rank:
-        raise AdapterLoadFailed(
-            f"{folder} has LoRA rank {rank}, above the vLLM server's --max-lora-rank {max_rank} "
-            "(set KBLOOP_VLLM_MAX_LORA_RANK and restart)"
-        )
-    weights = folder / "adapter_model.safetensors"
-    if not weights.exists():
-        if not (folder / "adapter_model.bin").exists():
-            raise AdapterLoadFailed(f"{folder} has no adapter weights (adapter_model.safetensors)")
-        return
-    header = _safetensors_header(weights)
-    if base is not None:
-        _check_shapes(header, base, folder)
-
-
-def _safetensors_header(path: Path) -> dict[str, Any]:
-    """The tensors a safetensors file lists, once its header parses and the file is as long as they need
-    (a truncated copy is not)."""
-    try:
-        with path.open("rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(length)) if length < 100_000_000 else None
-        size = path.stat().st_size
-    except (OSError, struct.error, ValueError) as exc:
-        raise AdapterLoadFailed(f"{path} is not a safetensors file: {exc}") from exc
-    if not isinstance(header, dict):
-        raise AdapterLoadFailed(f"{path} is not a safetensors file")
-    tensors = {k: t for k, t in header.items() if k != "__metadata__"}
-    end = max((int(t["data_offsets"][1]) for t in tensors.values()), default=0)
-    if size < 8 + length + end:
-        raise AdapterLoadFailed(f"{path} is truncated ({size} bytes, its header needs {8 + length + end})")
-    return tensors
-
-
-LORA_TENSOR = re.compile(r"layers\.(\d+)\..*\.(\w+)\.lora_([AB])(?:\.\w+)?\.weight$")
-
-
-def _check_shapes(tensors: dict[str, Any], base: Path, folder: Path) -> None:
-    """Each LoRA factor of a decoder layer's attention and MLP projections fits the base's config.json:
-    lora_A is (rank, in), lora_B is (out, rank). Modules it does not know are left to vLLM."""
-    try:
-        config = json.loads((base / "config.json").read_text())
-        hidden, heads, layers = (
-            config["hidden_size"],
-            config["num_attention_heads"],
-            config["num_hidden_layers"],
-        )
-    except (OSError, ValueError, KeyError):
-        return  # not a LLaMA-style config: nothing to compare with
-    kv_heads = config.get("num_key_value_heads") or heads
-    head_dim = config.get("head_dim") or hidden // heads
-    inter = config.get("intermediate_size") or 0
-    q, kv = heads * head_dim, kv_heads * head_dim
-    dims = {  # module -> (in, out)
-        "q_proj": (hidden, q),
-        "k_proj": (hidden, kv),
-        "v_proj": (hidden, kv),
-        "o_proj": (q, hidden),
-        "gate_proj": (hidden, inter),
-        "up_proj": (hidden, inter),
-        "down_proj": (inter, hidden),
-    }
-    for name, tensor in tensors.items():
-        match = LORA_TENSOR.search(name)
-        if match is None or match.group(2) not in dims:
-            continue
-        layer, module, factor = int(match.group(1)), match.group(2), match.group(3)
-        if layer >= layers:
-            raise AdapterLoadFailed(f"{folder} adapts layer {layer}; the base {base.name} has {layers}")
-        shape = list(tensor.get("shape") or [])
-        size_in, size_out = dims[module]
-        fits = len(shape) == 2 and (shape[1] == size_in if factor == "A" else shape[0] == size_out)
-        if not fits:
-            raise AdapterLoadFailed(
-                f"{folder} was not trained on the base {base.name}: {name} has shape {shape}, the base's "
-                f"{module} is {size_in} -> {size_out}"
-            )
-
-
-def smoke_completion(url: str, model: str, prompt_ids: list[int], timeout_s: float = 300.0) -> str:
-    """A few greedy tokens of `model` on the server at `url`; raises ModelUnavailable on no answer."""
-    import httpx
-
-    body = completion_body(prompt_ids, SamplingParams(max_new_tokens=SMOKE_TOKENS, temperature=0), model)
-    body.update(stream=False)
-    body.pop("stream_options")
-    try:
-        response = httpx.post(f"{url}/v1/completions", json=body, timeout=timeout_s)
-        data = response.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise ModelUnavailable(f"vLLM failed the smoke prompt for {model}: {exc}") from exc
-    if response.status_code != 200:
-        raise ModelUnavailable(f"vLLM failed the smoke prompt for {model}: {error_message(response.text)}")
-    if not (data.get("usage") or {}).get("completion_tokens"):
-        raise ModelUnavailable(f"vLLM answered the smoke prompt for {model} with nothing: {str(data)[:300]}")
-    return str(data["choices"][0].get("text", ""))
 
 
 class VllmBackend:
@@ -404,20 +225,6 @@ class VllmBackend:
         except httpx.HTTPError as exc:
             return 0, f"{type(exc).__name__}: {exc}"
         return response.status_code, response.text
-
-
-def base_model_name(url: str) -> str:
-    """The base model an external vLLM server serves: the /v1/models entry that is not a LoRA."""
-    import httpx
-
-    try:
-        models = httpx.get(f"{url}/v1/models", timeout=30).json().get("data") or []
-    except (httpx.HTTPError, ValueError, AttributeError) as exc:
-        raise ModelUnavailable(f"the vLLM server at {url} does not list its models: {exc}") from exc
-    for model in models:
-        if not model.get("parent"):
-            return str(model["id"])
-    raise ModelUnavailable(f"the vLLM server at {url} serves no base model")
 
 
 class VllmEngine:

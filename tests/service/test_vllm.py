@@ -18,12 +18,10 @@ import pytest
 from service.errors import ModelUnavailable, QueueFull
 from service.generation.backends import choose_backend
 from service.generation.base import GenerationEvent, RequestHandle, SamplingParams
-from service.generation.vllm import (
-    AdapterLoadFailed,
-    VllmBackend,
-    VllmEngine,
+from service.generation.peft_check import AdapterLoadFailed, check_adapter
+from service.generation.vllm import VllmBackend, VllmEngine
+from service.generation.vllm_protocol import (
     VllmRequestError,
-    check_adapter,
     completion_body,
     error_message,
     parse_chunk,
