@@ -283,5 +283,5 @@ def smoke_version_vllm(version: ModelVersion, settings: Settings) -> str:
         backend.release(name)
         return smoke_completion(url, model, prompt)
     finally:
-        backend.forget(name)
+        backend.unload(name)
         backend.close()

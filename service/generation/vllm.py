@@ -11,9 +11,13 @@ and its requests name `model=<version id>`, so champion and canary share one ser
 A version becomes servable only when its adapter passes a file check (config, rank within the
 server's --max-lora-rank, safetensors not truncated), loads, and answers the smoke prompt; otherwise
 it is unloaded again, `AdapterLoadFailed` names why, and the versions already loaded keep serving.
-Adapters of versions that are no longer kept (not loaded by the runtime, not an alias) are unloaded
-with `/v1/unload_lora_adapter` once they have no request in flight. (The HTTP requests and chunks are
-in vllm_protocol.py, the adapter checks in peft_check.py, the process in vllm_server.py.)
+On a managed server, adapters of versions that are no longer kept (not loaded by the runtime, not an
+alias) are unloaded with `/v1/unload_lora_adapter` once they have no request in flight. An external
+server may be shared by several service replicas over one registry, so there an adapter is never
+unloaded (another replica may be streaming with it), and one already loaded under the version's id is
+taken as that version's (version ids are immutable); vLLM keeps only `--max-cpu-loras` of them in
+memory and reloads the others from their folders. (The HTTP requests and chunks are in
+vllm_protocol.py, the adapter checks in peft_check.py, the process in vllm_server.py.)
 
 Sampling (`SamplingParams` → /v1/completions): temperature (0 = greedy), top_p, seed, max_new_tokens →
 max_tokens, top_k and min_p off (the distribution the transformers engine samples from), stop → stop:
@@ -147,9 +151,16 @@ class VllmBackend:
             self._inflight[version_id] -= 1
 
     def forget(self, version_id: str) -> None:
-        """The runtime closed the version's engine: unload its adapter unless a request still uses it."""
+        """The runtime closed the version's engine: unload its adapter (managed server) unless a request
+        still uses it."""
         with self._lock:
             self._forget(version_id)
+
+    def unload(self, version_id: str) -> None:
+        """Unload a version's adapter now, from any server (the registry's one-off smoke names)."""
+        with self._lock:
+            if self._adapters.pop(version_id, None) is not None:
+                self._unload(version_id)
 
     def exited(self, within_s: float) -> bool:
         """Whether a managed server has died (within `within_s`); an external one is never known dead."""
@@ -195,9 +206,9 @@ class VllmBackend:
     def _load(self, version_id: str, adapter: Path) -> None:
         body = {"lora_name": version_id, "lora_path": str(adapter.resolve())}
         status, text = self._post("/v1/load_lora_adapter", body)
-        if status != 200 and "already" in text.lower():  # a server that outlived us: load this folder
-            self._post("/v1/unload_lora_adapter", {"lora_name": version_id})
-            status, text = self._post("/v1/load_lora_adapter", body)
+        if status != 200 and "already" in text.lower():  # another replica (or our last run) loaded it
+            log.info("vLLM already has the adapter of %s", version_id)
+            return
         if status != 200:
             raise AdapterLoadFailed(
                 f"vLLM refused the adapter of {version_id} ({adapter}): {error_message(text)}"
@@ -213,7 +224,7 @@ class VllmBackend:
         if version_id not in self._adapters or self._inflight[version_id] > 0:
             return
         adapter = self._adapters.pop(version_id)
-        if adapter is not None and (self.config is None or (self._server and self._server.alive())):
+        if adapter is not None and self._server is not None and self._server.alive():
             self._unload(version_id)
             log.info("vLLM unloaded the adapter of %s", version_id)
 
@@ -264,7 +275,8 @@ class VllmEngine:
         return stats
 
     def close(self) -> None:
-        """Unload the version's adapter (unless requests still stream with it); the server stays."""
+        """Unload the version's adapter from a managed server (unless requests still stream with it); the
+        server stays."""
         self.backend.forget(self.model_id)
 
     async def _run(self, handle: RequestHandle, prompt_ids: list[int], params: SamplingParams) -> None:
