@@ -186,7 +186,11 @@ class Settings(BaseSettings):
         "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) instead of a managed one, e.g. http://gpu-1:8000.",
     )
     vllm_max_model_len: int = Field(
-        2048, ge=256, le=1_048_576, description="Context window of the managed vLLM server, in tokens."
+        2048,
+        ge=256,
+        le=1_048_576,
+        description="Context window of the vLLM server, in tokens: the managed one is started with it; "
+        "for an external one, set it to that server's --max-model-len.",
     )
     vllm_max_num_seqs: int = Field(
         16, ge=1, le=4096, description="Sequences the vLLM server decodes together (beyond: its queue)."
