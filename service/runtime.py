@@ -7,7 +7,9 @@ is not the champion is closed first).
 The backend is chosen once (KBLOOP_BACKEND, service/generation/backends.py). On the transformers backend
 each version is its own engine; on llama.cpp the versions share one server process per base GGUF and
 each request selects its version's LoRA, and a version the process lacks (a fresh promotion) starts a
-new process that replaces the old one once it answers (the old one drains first).
+new process that replaces the old one once it answers (the old one drains first). On vLLM the versions
+share one server (managed, or at KBLOOP_VLLM_URL) and a new version's PEFT adapter is loaded into it
+while it serves; an evicted version's adapter is unloaded.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from service.generation.backends import LlamaCppVersions, choose_backend
+from service.generation.backends import LlamaCppVersions, VllmVersions, choose_backend
 from service.generation.base import Generator
 from service.settings import Settings
 from service.versions import ModelDirectory, ModelVersion
@@ -39,6 +41,7 @@ class PolicyRuntime:
         self._share, self._share_read_at = 0.0, float("-inf")
         self.backend = choose_backend(settings)
         self._llamacpp = LlamaCppVersions(settings) if self.backend == "llamacpp" else None
+        self._vllm = VllmVersions(settings) if self.backend == "vllm" else None
         log.info("generation backend: %s", self.backend)
 
     def resolve(self, name: str) -> ModelVersion:
@@ -78,6 +81,9 @@ class PolicyRuntime:
         if self._llamacpp is not None:
             keep = {*self._engines, version.id, *self.models.aliases().values()}
             return self._llamacpp.engine(version, keep)
+        if self._vllm is not None:
+            keep = {*self._engines, version.id, *self.models.aliases().values()}
+            return self._vllm.engine(version, keep)
         from service.generation.engine import BatchingEngine
         from service.policy import load_policy
 
@@ -106,11 +112,15 @@ class PolicyRuntime:
     def queue_depth(self) -> int:
         if self._llamacpp is not None:  # the versions share their backend's queue: count it once
             return sum(max(b.pending - b.config.slots, 0) for b in self._llamacpp.backends())
+        if self._vllm is not None:
+            return sum(max(b.pending - b.slots, 0) for b in self._vllm.backends())
         return sum(e.stats().queue_depth for e in list(self._engines.values()))
 
     def active(self) -> int:
         if self._llamacpp is not None:
             return sum(min(b.pending, b.config.slots) for b in self._llamacpp.backends())
+        if self._vllm is not None:
+            return sum(min(b.pending, b.slots) for b in self._vllm.backends())
         return sum(e.stats().active for e in list(self._engines.values()))
 
     def _evict(self) -> None:
@@ -128,6 +138,8 @@ class PolicyRuntime:
             self._engines.clear()
             if self._llamacpp is not None:
                 self._llamacpp.close()
+            if self._vllm is not None:
+                self._vllm.close()
 
 
 def canary_bucket(conversation_id: str) -> float:

@@ -157,8 +157,9 @@ class Settings(BaseSettings):
     # generation backends (service/generation/backends.py)
     backend: Literal["auto", "llamacpp", "vllm", "transformers"] = Field(
         "auto",
-        description="Who generates: auto = llama.cpp when its server is installed and the policy is the "
-        "bundled GGUF (not on CUDA), else transformers.",
+        description="Who generates: auto = vLLM on CUDA where it is installed (or KBLOOP_VLLM_URL is set); "
+        "llama.cpp when its server is installed and the policy is the bundled GGUF (not on CUDA); else "
+        "transformers.",
     )
     llama_server: str = Field(
         "", description="Path to a llama-server binary; empty = the one `make install` built, or PATH."
@@ -174,6 +175,42 @@ class Settings(BaseSettings):
         2048, ge=256, le=131072, description="Context window of each llama-server slot, in tokens."
     )
     llamacpp_threads: int = Field(0, ge=0, le=1024, description="llama-server CPU threads; 0 = all cores.")
+    vllm_python: str = Field(
+        "",
+        description="Python of the venv with vLLM (make install-vllm); empty = .venv-vllm/bin/python if it "
+        "exists (in the working directory or beside the app's venv).",
+    )
+    vllm_url: str = Field(
+        "",
+        description="An external OpenAI-compatible vLLM server (started with --enable-lora and "
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) instead of a managed one, e.g. http://gpu-1:8000.",
+    )
+    vllm_max_model_len: int = Field(
+        2048,
+        ge=256,
+        le=1_048_576,
+        description="Context window of the vLLM server, in tokens: the managed one is started with it; "
+        "for an external one, set it to that server's --max-model-len.",
+    )
+    vllm_max_num_seqs: int = Field(
+        16, ge=1, le=4096, description="Sequences the vLLM server decodes together (beyond: its queue)."
+    )
+    vllm_max_loras: int = Field(4, ge=1, le=256, description="LoRA adapters vLLM batches together.")
+    vllm_max_lora_rank: int = Field(
+        0,
+        ge=0,
+        le=512,
+        description="--max-lora-rank of the managed vLLM server; 0 = the largest rank of the registry's "
+        "adapters at start (at least 16). An adapter of a larger rank is refused.",
+    )
+    vllm_args: str = Field(
+        "",
+        description="Extra arguments for the managed vLLM server, shell-quoted (e.g. "
+        "'--dtype bfloat16 --gpu-memory-utilization 0.8').",
+    )
+    vllm_startup_timeout_s: float = Field(
+        600.0, gt=0, description="How long the managed vLLM server may take to answer /health."
+    )
 
     def gate_thresholds(self) -> GateThresholds:
         from registry.gate import GateThresholds

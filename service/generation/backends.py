@@ -1,10 +1,14 @@
-"""Which backend generates (KBLOOP_BACKEND), and how a model version becomes a llama.cpp engine.
+"""Which backend generates (KBLOOP_BACKEND), and how a model version becomes a llama.cpp or vLLM engine.
 
-`auto` picks llama.cpp when its server binary is installed and the policy is the bundled model (a GGUF
-to begin with), on CPU; otherwise the transformers engine, which stays the reference and the fallback
-(an HF folder given in KBLOOP_MODEL is served by llama.cpp only when asked for with
-KBLOOP_BACKEND=llamacpp: it is converted to F16 by llama.cpp's own converter first). The vLLM backend
-is not built yet: asking for it is a named error.
+`auto` picks vLLM on CUDA (KBLOOP_DEVICE=cuda) where it is installed (a vLLM venv's python, or an
+external server in KBLOOP_VLLM_URL); llama.cpp when its server binary is installed and the policy is the
+bundled model (a GGUF to begin with), on CPU; otherwise the transformers engine, which stays the
+reference and the fallback (an HF folder given in KBLOOP_MODEL is served by llama.cpp only when asked
+for with KBLOOP_BACKEND=llamacpp: it is converted to F16 by llama.cpp's own converter first). Asking for
+vLLM where it is not installed is a named error.
+
+For vLLM a version's files are the base HF folder the server loads and, when the version has one, the
+PEFT adapter folder the trainer wrote, loaded into the running server as is (service/generation/vllm.py).
 
 For llama.cpp a version's files are: the base GGUF (the shipped Q4_1 file for the bundled policy, or an
 F16 conversion of the base folder) and, when the version has a PEFT adapter, that adapter converted to
@@ -21,24 +25,32 @@ from typing import TYPE_CHECKING, Any
 
 from service.errors import ModelUnavailable
 from service.generation.llama_server import LlamaServer, convert_hf_folder, require_binary, server_binary
+from service.generation.vllm_server import adapter_rank, require_python, server_lora_rank, vllm_python
 
 if TYPE_CHECKING:
     from service.generation.llamacpp import LlamaCppBackend, LlamaCppEngine, ServerConfig
+    from service.generation.vllm import VllmBackend, VllmEngine
+    from service.generation.vllm_server import VllmConfig
     from service.settings import Settings
     from service.versions import ModelVersion
 
 log = logging.getLogger(__name__)
 
 
+def vllm_available(settings: Settings) -> bool:
+    return bool(settings.vllm_url) or vllm_python(settings.vllm_python) is not None
+
+
 def choose_backend(settings: Settings) -> str:
-    """`llamacpp` or `transformers` (see the module docstring); `vllm` is refused by name."""
+    """`vllm`, `llamacpp` or `transformers` (see the module docstring)."""
     if settings.backend == "vllm":
-        raise ModelUnavailable(
-            "KBLOOP_BACKEND=vllm: the vLLM backend is not part of this build yet; "
-            "use llamacpp or transformers (see README, generation backends)"
-        )
+        if not vllm_available(settings):
+            require_python(settings.vllm_python)  # raises ModelUnavailable: what to install or set
+        return "vllm"
     if settings.backend != "auto":
         return settings.backend
+    if settings.device == "cuda" and vllm_available(settings):
+        return "vllm"
     if settings.device != "cuda" and not settings.model and server_binary(settings.llama_server) is not None:
         return "llamacpp"
     return "transformers"
@@ -163,3 +175,113 @@ def smoke_version(version: ModelVersion, settings: Settings) -> str:
         return smoke_server(server, smoke_prompt_ids(tokenizer, settings), None if adapter is None else 0)
     finally:
         server.stop()
+
+
+def vllm_config(settings: Settings, base: Path, ranks: list[int]) -> VllmConfig:
+    """The managed vLLM server for `base`; `ranks` are the LoRA ranks it must take."""
+    import shlex
+
+    from service.generation.vllm_server import VllmConfig
+
+    return VllmConfig(
+        python=require_python(settings.vllm_python),
+        model=base,
+        max_model_len=settings.vllm_max_model_len,
+        max_num_seqs=settings.vllm_max_num_seqs,
+        max_loras=settings.vllm_max_loras,
+        max_lora_rank=server_lora_rank(ranks, settings.vllm_max_lora_rank),
+        log_dir=settings.data_dir / "logs",
+        extra_args=tuple(shlex.split(settings.vllm_args)),
+        startup_timeout_s=settings.vllm_startup_timeout_s,
+    )
+
+
+def registry_lora_ranks(models_dir: Path) -> list[int]:
+    """The LoRA ranks of every adapter in the model directory (versions/<id>/<adapter>/)."""
+    return [adapter_rank(config.parent) for config in models_dir.glob("versions/*/*/adapter_config.json")]
+
+
+def local_base(version: ModelVersion) -> Path | None:
+    """The version's base as a local HF folder (an adapter's shapes are checked against it), or None."""
+    folder = Path(version.base)
+    return folder if (folder / "config.json").exists() else None
+
+
+def vllm_base_folder(base: str) -> Path:
+    folder = Path(base)
+    if not (folder / "config.json").exists():
+        raise ModelUnavailable(f"vLLM here loads a local model folder (no hub access), not {base!r}")
+    return folder.resolve()
+
+
+class VllmVersions:
+    """vLLM engines for model versions: one server per base folder (or the one at KBLOOP_VLLM_URL, for
+    every version), each version's PEFT adapter loaded into it at runtime."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._backends: dict[Path | str, VllmBackend] = {}
+        self._tokenizers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def engine(self, version: ModelVersion, keep: set[str]) -> VllmEngine:
+        """Blocking: starts the server if needed, loads the adapter and answers the smoke prompt. Raises a
+        named error (AdapterLoadFailed, ModelUnavailable) and leaves the loaded versions serving."""
+        from service.generation.vllm import VllmBackend, VllmEngine
+
+        settings = self.settings
+        with self._lock:
+            key: Path | str = settings.vllm_url or vllm_base_folder(version.base)
+            tokenizer = self._tokenizers.get(version.base)
+            if tokenizer is None:
+                tokenizer = self._tokenizers[version.base] = load_tokenizer(version.base)
+            backend = self._backends.get(key)
+            if backend is None:
+                prompt = smoke_prompt_ids(tokenizer, settings)
+                config = None
+                if not settings.vllm_url:
+                    config = vllm_config(settings, Path(key), registry_lora_ranks(settings.models_dir))
+                backend = VllmBackend(
+                    prompt,
+                    config=config,
+                    url=settings.vllm_url,
+                    slots=settings.vllm_max_num_seqs,
+                    queue_size=settings.queue_size,
+                )
+                self._backends[key] = backend
+        adapter = version.adapter_path(settings.models_dir)
+        backend.ensure(version.id, adapter, keep, local_base(version))
+        return VllmEngine(backend, version.id, tokenizer, settings.vllm_max_model_len)
+
+    def backends(self) -> list[VllmBackend]:
+        return list(self._backends.values())
+
+    def close(self) -> None:
+        for backend in self.backends():
+            backend.close()
+
+
+def smoke_version_vllm(version: ModelVersion, settings: Settings) -> str:
+    """Load the version on vLLM (a one-off managed server beside its base, or the external server) and
+    answer the smoke prompt greedily; the text it answered. Named errors when any step fails."""
+    from service.generation.vllm import VllmBackend
+    from service.generation.vllm_protocol import smoke_completion
+
+    tokenizer = load_tokenizer(version.base)
+    prompt = smoke_prompt_ids(tokenizer, settings)
+    adapter = version.adapter_path(settings.models_dir)
+    if settings.vllm_url:
+        backend = VllmBackend(prompt, url=settings.vllm_url)
+    else:
+        ranks = [] if adapter is None else [adapter_rank(adapter)]
+        config = vllm_config(settings, vllm_base_folder(version.base), ranks)
+        backend = VllmBackend(prompt, config=config, slots=1)
+    name = f"smoke-{version.id}"
+    try:
+        backend.ensure(name, adapter, {name}, local_base(version))
+        url, model = backend.lease(name)
+        backend.release(name)
+        return smoke_completion(url, model, prompt)
+    finally:
+        backend.unload(name)
+        backend.close()

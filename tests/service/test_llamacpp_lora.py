@@ -169,7 +169,11 @@ def test_auto_backend_picks_llamacpp_only_for_the_bundled_gguf_where_the_server_
     assert choose_backend(Settings(llama_server=str(binary))) == "llamacpp"
     assert choose_backend(Settings(llama_server=str(tmp_path / "missing"))) == "transformers"
     assert choose_backend(Settings(llama_server=str(binary), model=str(tmp_path))) == "transformers"
-    assert choose_backend(Settings(llama_server=str(binary), device="cuda")) == "transformers"
+    no_vllm = str(tmp_path / "no-vllm-python")  # where vLLM is installed, auto on CUDA picks it
+    assert (
+        choose_backend(Settings(llama_server=str(binary), device="cuda", vllm_python=no_vllm))
+        == "transformers"
+    )
     assert choose_backend(Settings(backend="llamacpp", model=str(tmp_path))) == "llamacpp"
     with pytest.raises(ModelUnavailable, match="vLLM"):
-        choose_backend(Settings(backend="vllm"))
+        choose_backend(Settings(backend="vllm", vllm_python=no_vllm))
