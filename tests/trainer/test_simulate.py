@@ -334,8 +334,10 @@ def test_cli_lists_options_and_rejects_unknown_preference(tmp_path: Path) -> Non
     assert bad.exit_code == 2 and "concise-cited" in bad.output
     bad = runner.invoke(app, ["simulate", "--preference", "nope", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "concise-cited" in bad.output
-    bad = runner.invoke(app, ["simulate", "--algo", "sft", "--data-dir", str(tmp_path)])
-    assert bad.exit_code == 2 and "ppo or dpo" in bad.output
+    bad = runner.invoke(
+        app, ["simulate", "--algo", "sft", "--data-dir", str(tmp_path)], env={"COLUMNS": "200"}
+    )
+    assert bad.exit_code == 2 and "ppo, dpo or kto" in bad.output
 
 
 def test_a_failed_generation_is_asked_again_and_other_errors_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
