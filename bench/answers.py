@@ -205,8 +205,12 @@ def start(corpus: Path, data: Path, model: str) -> Server:
     from service.settings import Settings
 
     port = free_port()
+    # no KBLOOP_MODEL for the bundled policy: a model folder named there is served by the transformers
+    # engine under KBLOOP_BACKEND=auto, the bundled policy by llama.cpp (what `make run` serves)
     env = {**os.environ, "KBLOOP_DATA_DIR": str(data), "KBLOOP_HOST": "127.0.0.1", "KBLOOP_PORT": str(port),
            "KBLOOP_MODEL": model, "KBLOOP_TRAINER_AUTOSTART": "false"}  # fmt: skip
+    if not model:
+        env.pop("KBLOOP_MODEL")
     env.pop("KBLOOP_INDEX_DIR", None)
     env.pop("KBLOOP_TOKENS_FILE", None)
     started = time.perf_counter()
@@ -229,8 +233,11 @@ def start(corpus: Path, data: Path, model: str) -> Server:
     except BaseException:
         stop(Server(base, token, settings, process, log))
         raise
+    from service.generation.backends import choose_backend
+
     setup = {"ingest_s": round(ingest_s, 1), "server_ready_s": round(time.perf_counter() - started, 1),
-             "model": model, "groups": groups}  # fmt: skip
+             "model": model or "bundled", "backend": choose_backend(Settings(data_dir=data, model=model)),
+             "groups": groups}  # fmt: skip
     return Server(base, token, settings, process, log, setup)
 
 
@@ -411,7 +418,7 @@ def main() -> None:
     parser.add_argument("--url", default=None, help="ask this running server instead of starting one")
     parser.add_argument("--data-dir", type=Path, default=None, help="with --url: the server's data dir")
     parser.add_argument("--token", default=None, help="with --url: bearer token to send")
-    parser.add_argument("--model", default="", help="policy folder (default: the converted bundled model)")
+    parser.add_argument("--model", default="", help="policy folder (default: the bundled one)")
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--max-tokens", type=int, default=160)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
@@ -429,10 +436,7 @@ def main() -> None:
             server = Server(args.url.rstrip("/"), args.token, settings, setup={"url": args.url})
             wait_ready(server.base, None, timeout=30)
         else:
-            from service.policy import base_model_path
-
-            model = args.model or base_model_path("", REPO / "var" / "models")
-            server = start(args.corpus, Path(tmp), model)
+            server = start(args.corpus, Path(tmp), args.model)
         try:
             records = ask_all(server, questions, args)
         finally:
