@@ -107,3 +107,58 @@ class Generator(Protocol):
     def stats(self) -> EngineStats: ...
 
     def close(self) -> None: ...
+
+
+class ServerEngine:
+    """What the engines that stream from a shared server process (llama.cpp, vLLM) have in common: the
+    bounded queue (`QueueFull` once `slots + queue_size` requests are in flight on the backend), one
+    asyncio task per request running the subclass's `_run`, token counting and the stats. The backend
+    holds `pending` (requests in flight, all versions) and `stats`; subclasses give `_capacity()`."""
+
+    id_prefix = "server"
+
+    def __init__(self, backend: Any, version_id: str, tokenizer: Any, context_window: int) -> None:
+        import itertools
+
+        self.backend = backend
+        self.model_id = version_id
+        self.tokenizer = tokenizer
+        self.context_window = context_window
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _capacity(self) -> tuple[int, int]:
+        """(slots decoded together, requests that may wait beyond them)."""
+        raise NotImplementedError
+
+    async def _run(self, handle: RequestHandle, prompt_ids: list[int], params: SamplingParams) -> None:
+        raise NotImplementedError
+
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, timeout_s: float | None = None
+    ) -> RequestHandle:
+        from service.errors import QueueFull
+
+        if not prompt_ids:
+            raise ValueError("empty prompt")
+        slots, queue_size = self._capacity()
+        limit = slots + queue_size
+        if self.backend.pending >= limit:
+            raise QueueFull(f"the generation queue is full ({limit} in flight); retry shortly", retry_after=1)
+        loop = asyncio.get_running_loop()
+        handle = RequestHandle(f"{self.id_prefix}-{self.model_id}-{next(self._ids)}", loop, timeout_s)
+        self.backend.pending += 1
+        task = loop.create_task(self._run(handle, list(prompt_ids), params))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return handle
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def stats(self) -> EngineStats:
+        stats: EngineStats = self.backend.stats
+        slots, _ = self._capacity()
+        stats.active = min(self.backend.pending, slots)
+        stats.queue_depth = max(self.backend.pending - slots, 0)
+        return stats

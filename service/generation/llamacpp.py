@@ -29,7 +29,6 @@ process that dies mid-stream ends its streams with an error event; the next requ
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import threading
@@ -37,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.errors import ModelUnavailable, QueueFull
-from service.generation.base import EngineStats, GenerationEvent, RequestHandle, SamplingParams
+from service.errors import ModelUnavailable
+from service.generation.base import EngineStats, GenerationEvent, RequestHandle, SamplingParams, ServerEngine
 from service.generation.llama_server import LlamaServer
 
 log = logging.getLogger(__name__)
@@ -200,42 +199,17 @@ def smoke_server(server: LlamaServer, prompt_ids: list[int], lora_id: int | None
     return str(data.get("content", ""))
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(ServerEngine):
     """The `Generator` for one model version, served by the shared `LlamaCppBackend`."""
 
+    backend: LlamaCppBackend
+    id_prefix = "llama"
+
     def __init__(self, backend: LlamaCppBackend, version_id: str, tokenizer: Any) -> None:
-        self.backend = backend
-        self.model_id = version_id
-        self.tokenizer = tokenizer
-        self.context_window = backend.config.context_per_slot
-        self._ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
+        super().__init__(backend, version_id, tokenizer, backend.config.context_per_slot)
 
-    def submit(
-        self, prompt_ids: list[int], params: SamplingParams, timeout_s: float | None = None
-    ) -> RequestHandle:
-        if not prompt_ids:
-            raise ValueError("empty prompt")
-        limit = self.backend.config.slots + self.backend.config.queue_size
-        if self.backend.pending >= limit:
-            raise QueueFull(f"the generation queue is full ({limit} in flight); retry shortly", retry_after=1)
-        loop = asyncio.get_running_loop()
-        handle = RequestHandle(f"llama-{self.model_id}-{next(self._ids)}", loop, timeout_s)
-        self.backend.pending += 1
-        task = loop.create_task(self._run(handle, list(prompt_ids), params))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return handle
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def stats(self) -> EngineStats:
-        stats = self.backend.stats
-        slots = self.backend.config.slots
-        stats.active = min(self.backend.pending, slots)
-        stats.queue_depth = max(self.backend.pending - slots, 0)
-        return stats
+    def _capacity(self) -> tuple[int, int]:
+        return self.backend.config.slots, self.backend.config.queue_size
 
     def close(self) -> None:
         """Nothing to free: the process belongs to the backend (closed with the runtime), and requests

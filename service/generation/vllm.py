@@ -37,7 +37,6 @@ hang); a managed server is restarted, with its adapters, on the next request.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import threading
 import time
@@ -46,8 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.errors import ModelUnavailable, QueueFull
-from service.generation.base import EngineStats, GenerationEvent, RequestHandle, SamplingParams
+from service.errors import ModelUnavailable
+from service.generation.base import EngineStats, GenerationEvent, RequestHandle, SamplingParams, ServerEngine
 from service.generation.peft_check import AdapterLoadFailed, check_adapter
 from service.generation.stopping import StopMatcher
 from service.generation.vllm_protocol import (
@@ -238,41 +237,17 @@ class VllmBackend:
         return response.status_code, response.text
 
 
-class VllmEngine:
+class VllmEngine(ServerEngine):
     """The `Generator` for one model version, served by the shared `VllmBackend`."""
 
+    backend: VllmBackend
+    id_prefix = "vllm"
+
     def __init__(self, backend: VllmBackend, version_id: str, tokenizer: Any, context_window: int) -> None:
-        self.backend = backend
-        self.model_id = version_id
-        self.tokenizer = tokenizer
-        self.context_window = context_window
-        self._ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
+        super().__init__(backend, version_id, tokenizer, context_window)
 
-    def submit(
-        self, prompt_ids: list[int], params: SamplingParams, timeout_s: float | None = None
-    ) -> RequestHandle:
-        if not prompt_ids:
-            raise ValueError("empty prompt")
-        limit = self.backend.slots + self.backend.queue_size
-        if self.backend.pending >= limit:
-            raise QueueFull(f"the generation queue is full ({limit} in flight); retry shortly", retry_after=1)
-        loop = asyncio.get_running_loop()
-        handle = RequestHandle(f"vllm-{self.model_id}-{next(self._ids)}", loop, timeout_s)
-        self.backend.pending += 1
-        task = loop.create_task(self._run(handle, list(prompt_ids), params))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return handle
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def stats(self) -> EngineStats:
-        stats = self.backend.stats
-        stats.active = min(self.backend.pending, self.backend.slots)
-        stats.queue_depth = max(self.backend.pending - self.backend.slots, 0)
-        return stats
+    def _capacity(self) -> tuple[int, int]:
+        return self.backend.slots, self.backend.queue_size
 
     def close(self) -> None:
         """Unload the version's adapter from a managed server (unless requests still stream with it); the
