@@ -501,7 +501,7 @@ def main() -> None:
                         help="llamacpp: kbloop on llama.cpp beside llama-server alone and the transformers "
                              "engine (bench/serving_llamacpp.py)")  # fmt: skip
     parser.add_argument(
-        "--weights", choices=["shipped", "f16"], default="shipped", help="llamacpp: which GGUF"
+        "--weights", choices=["f16", "q8_0", "shipped"], default="f16", help="llamacpp: which GGUF"
     )
     parser.add_argument(
         "--threads", type=int, default=0, help="llamacpp: llama-server threads (0 = all cores)"
@@ -633,6 +633,13 @@ def llamacpp_bench(
         )
         out["ratios"]["engine_concurrent_vs_transformers"] = round(
             out["kbloop_engine"]["concurrent"]["tokens_per_s"] / tf["concurrent"]["tokens_per_s"], 3
+        )
+        http = out["kbloop_http"]
+        out["ratios"]["http_one_answer_vs_transformers"] = round(
+            tf["one_answer_mean_s"] / http["one_answer_mean_s"], 3
+        )
+        out["ratios"]["http_concurrent_vs_transformers"] = round(
+            http["concurrent"]["tokens_per_s"] / tf["concurrent"]["tokens_per_s"], 3
         )
 
 

@@ -8,9 +8,13 @@ Arms (each alone on the machine: a server is stopped before the next arm starts)
   deadline watch, streaming) in-process;
 - `kbloop_http`: questions answered by the kbloop service over HTTP (uvicorn on loopback: retrieval,
   prompt rendering, llama.cpp generation, answer record), one at a time and `--concurrency` at a time;
-  its prompts are the ones the service renders for the same questions (their length is recorded);
-- `held_out`: the held-out questions (bench/questions/extra-heldout.jsonl) through kbloop over HTTP, one at
-  a time, up to `--held-out-tokens` tokens: p50/p95 latency;
+  its prompts are the ones the service renders for the same questions (their length is recorded). The
+  answer checks are off here, so the service streams the model's own tokens: the same work as the
+  server alone, which the speed ratios compare;
+- `kbloop_http_checked`: the same as served by default, with the answer checks on (answers end at the
+  first sentence that fails its checks and the extractive fallback replaces them: fewer tokens, more
+  CPU), then the held-out questions (bench/questions/extra-heldout.jsonl) one at a time, up to
+  `--held-out-tokens` tokens: p50/p95 latency;
 - `transformers`: the transformers BatchingEngine (float32) on the same prompt ids, 1 and N streams
   (serving.py's own single_stream / concurrent), unless `--skip-transformers`.
 
@@ -209,15 +213,16 @@ def kbloop_http(
         out["refused"] = len(single) - len(answered)
         out["prompt_tokens_mean"] = round(sum(s[2] for s in answered) / max(len(answered), 1), 1)
         out["concurrent"] = _concurrent_summary(wall, [d[1] for d in done], concurrency)
-        held_walls = [h[0] for h in held]
-        out["held_out"] = {
-            "questions": len(held),
-            "max_tokens": held_out_tokens,
-            "refused": sum(h[3] for h in held),
-            "p50_s": _p(held_walls, 50),
-            "p95_s": _p(held_walls, 95),
-            "completion_tokens_mean": round(sum(h[1] for h in held) / max(len(held), 1), 1),
-        }
+        if held:
+            held_walls = [h[0] for h in held]
+            out["held_out"] = {
+                "questions": len(held),
+                "max_tokens": held_out_tokens,
+                "refused": sum(h[3] for h in held),
+                "p50_s": _p(held_walls, 50),
+                "p95_s": _p(held_walls, 95),
+                "completion_tokens_mean": round(sum(h[1] for h in held) / max(len(held), 1), 1),
+            }
         return out
 
     try:
@@ -300,20 +305,26 @@ def run(
     held_out = [
         json.loads(line)["question"] for line in args.held_out.read_text().splitlines() if line.strip()
     ]
-    out["kbloop_http"] = kbloop_http(
-        settings,
-        questions,
-        held_out[: args.held_out_questions],
-        args.max_new_tokens,
-        args.held_out_tokens,
-        args.concurrency,
-        args.waves,
-    )
-    print("  kbloop http:", json.dumps(out["kbloop_http"]), flush=True)
+    # the same work as the server alone (the model's own tokens, no answer checks), then as served
+    for arm, checks in (("kbloop_http", False), ("kbloop_http_checked", True)):
+        out[arm] = kbloop_http(
+            settings.model_copy(update={"answer_checks": checks, "port": free_port()}),
+            questions,
+            held_out[: args.held_out_questions] if checks else [],
+            args.max_new_tokens,
+            args.held_out_tokens,
+            args.concurrency,
+            args.waves,
+        )
+        print(f"  {arm.replace('_', ' ')}:", json.dumps(out[arm]), flush=True)
     alone_s, http_s = out["server_alone"], out["kbloop_http"]
     out["ratios"] = {
         "engine_one_answer_vs_alone": round(
             alone_s["one_answer_mean_s"] / out["kbloop_engine"]["one_answer_mean_s"], 3
+        ),
+        "http_one_answer_vs_alone": round(alone_s["one_answer_mean_s"] / http_s["one_answer_mean_s"], 3),
+        "checked_http_one_answer_vs_alone": round(
+            alone_s["one_answer_mean_s"] / out["kbloop_http_checked"]["one_answer_mean_s"], 3
         ),
         "engine_concurrent_vs_alone": round(
             out["kbloop_engine"]["concurrent"]["tokens_per_s"] / alone_s["concurrent"]["tokens_per_s"], 3
@@ -321,6 +332,10 @@ def run(
         "http_tokens_per_s_vs_alone": round(http_s["tokens_per_s"] / alone_s["tokens_per_s"], 3),
         "http_concurrent_vs_alone": round(
             http_s["concurrent"]["tokens_per_s"] / alone_s["concurrent"]["tokens_per_s"], 3
+        ),
+        "checked_http_concurrent_vs_alone": round(
+            out["kbloop_http_checked"]["concurrent"]["tokens_per_s"] / alone_s["concurrent"]["tokens_per_s"],
+            3,
         ),
     }
     return out

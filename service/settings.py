@@ -164,9 +164,10 @@ class Settings(BaseSettings):
     llama_server: str = Field(
         "", description="Path to a llama-server binary; empty = the one `make install` built, or PATH."
     )
-    llamacpp_weights: Literal["shipped", "f16"] = Field(
-        "shipped",
-        description="Bundled policy on llama.cpp: the shipped Q4_1 GGUF, or an F16 conversion of the base.",
+    llamacpp_weights: Literal["f16", "q8_0", "shipped"] = Field(
+        "f16",
+        description="Bundled policy on llama.cpp: an F16 (or Q8_0) conversion of the base folder the "
+        "trainer trains, or the shipped Q4_1 GGUF (slower prefill on CPU: bench/RESULTS.md).",
     )
     llamacpp_slots: int = Field(
         8, ge=1, le=256, description="llama-server parallel slots (answers decoded together)."

@@ -61,12 +61,20 @@ def base_gguf(base: str, settings: Settings) -> Path:
     from service.policy import BUNDLED_NAME, bundled_gguf
 
     folder = Path(base)
-    bundled = settings.models_dir / "base" / BUNDLED_NAME
-    if settings.llamacpp_weights == "shipped" and folder.resolve() == bundled.resolve():
+    is_bundled = folder.resolve() == (settings.models_dir / "base" / BUNDLED_NAME).resolve()
+    if settings.llamacpp_weights == "shipped" and is_bundled:
         return bundled_gguf()
     if not (folder / "config.json").exists():
         raise ModelUnavailable(f"llama.cpp needs a local model folder or the bundled policy, not {base!r}")
-    return convert_hf_folder(folder, settings.models_dir / "gguf")
+    outtype = "f16" if settings.llamacpp_weights == "shipped" else settings.llamacpp_weights
+    try:
+        return convert_hf_folder(folder, settings.models_dir / "gguf", outtype)
+    except ModelUnavailable as exc:
+        if not is_bundled:
+            raise
+        # a llama-server from PATH without the sdist's converter: the shipped GGUF still serves
+        log.warning("%s; serving the shipped Q4_1 GGUF instead", exc)
+        return bundled_gguf()
 
 
 def adapter_gguf(version: ModelVersion, settings: Settings, base: Path) -> Path | None:
