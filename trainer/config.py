@@ -168,7 +168,11 @@ class RefreshConfig:
     algo: Literal["ppo", "dpo", "kto"] = _f(
         "ppo", "Policy update: PPO against the reward, DPO on pairs, or KTO on thumbs."
     )
-    sft_first: bool = _f(False, "Run SFT on new demonstrations before the policy update.")
+    sft_first: bool = _f(
+        True,
+        "Run SFT on the employees' corrections first, when there are any (SFT -> reward model -> policy "
+        "update); the policy update starts from that model and stays anchored to the champion.",
+    )
     full_retrain: bool = _f(False, "Train the reward model from the policy base instead of warm-starting.")
     replay_ratio: float = _f(1.0, "Old examples replayed per new one when the reward model warm-starts.")
     min_pairs: int = _f(20, "Fewest preference pairs + thumbs a refresh needs.")

@@ -86,6 +86,7 @@ class SimulationConfig:
     override: bool = False  # promote a candidate the promotion rule refused (recorded as an override)
     min_comparisons: int = 30  # live canary-vs-champion comparisons the promotion rule needs
     noise: float = 0.05  # standard deviation of an employee's judgement noise, in score units
+    corrections: float = 0.25  # share of thumbs-down answers the employee rewrites as a correction
     concurrency: int = 4  # requests in flight (the engine batches them)
     seed: int = 0
 
@@ -202,7 +203,17 @@ class Loop:
             reasons = self.pref.reasons(item.question, answer["text"], answer["citations"], item)
             body = {"value": value, "reasons": reasons if value == "down" else []}
             _ok(self.client.post(f"/api/answers/{answer['answer_id']}/vote", json=body, headers=who.headers))
+            corrected = (
+                value == "down"
+                and not answer["refused"]
+                and self._rng(round_no, "correct", item.id, k).random() < cfg.corrections
+            )
+            if corrected:
+                body = {"text": self.pref.correction(item, answer.get("passages") or [])}
+                path = f"/api/answers/{answer['answer_id']}/correction"
+                _ok(self.client.post(path, json=body, headers=who.headers))
             return {
+                "corrected": corrected,
                 "version": answer["model_version"],
                 "score": score,
                 "value": value,
@@ -218,6 +229,7 @@ class Loop:
             "votes": len(votes),
             "thumbs_up": ups,
             "thumbs_up_rate": ups / len(votes) if votes else None,
+            "corrections": sum(v["corrected"] for v in votes),
             "mean_score": _mean([v["score"] for v in votes]),
             "mean_words": _mean([float(v["words"]) for v in votes]),
             "refused": sum(v["refused"] for v in votes),
@@ -390,11 +402,13 @@ class Loop:
         fb = out["feedback"]
         self.say(
             f"round {round_no}: {fb['votes']} votes ({fb['thumbs_up_rate']:.0%} up), "
-            f"{fb['comparisons']} choices {fb['choices']} in {timings['collect']:.0f} s"
+            f"{fb['corrections']} corrections, {fb['comparisons']} choices {fb['choices']} "
+            f"in {timings['collect']:.0f} s"
         )
 
         algo = configs.refresh.algo.upper()
-        self.say(f"round {round_no}: refresh (reward model → {algo} → golden-set evaluation)")
+        sft = "SFT on the corrections → " if configs.refresh.sft_first and fb["corrections"] else ""
+        self.say(f"round {round_no}: refresh ({sft}reward model → {algo} → golden-set evaluation)")
         started = time.perf_counter()
         seeded = _reseeded(configs, self.cfg.seed + round_no - 1)
         run_dir = new_run_dir(self.settings.data_dir / "runs", f"simulate-r{round_no}")
@@ -854,6 +868,10 @@ def simulate_command(
         typer.Option(min=1, help="Live comparisons the promotion rule needs (default: the service's)."),
     ] = None,
     noise: NoiseOption = SimulationConfig.noise,
+    corrections: Annotated[
+        float,
+        typer.Option(min=0, max=1, help="Share of thumbs-down answers an employee rewrites (SFT examples)."),
+    ] = SimulationConfig.corrections,
     concurrency: ConcurrencyOption = SimulationConfig.concurrency,
     seed: Annotated[int, typer.Option(help="Seed: question split, employees, noise, training.")] = 0,
     data_dir: Annotated[
@@ -885,6 +903,7 @@ def simulate_command(
         override=override,
         min_comparisons=min_comparisons or settings.auto_promote_min_comparisons,
         noise=noise,
+        corrections=corrections,
         concurrency=concurrency,
         seed=seed,
     )

@@ -45,6 +45,22 @@ class Preference(Protocol):
         """The chips a thumbs down carries (feedback.votes.Reason values)."""
         ...
 
+    def correction(self, item: GoldenItem, passages: Sequence[dict[str, Any]]) -> str:
+        """The answer as an employee with this taste would rewrite it (an SFT demonstration)."""
+        ...
+
+
+def cited_reference(item: GoldenItem, passages: Sequence[dict[str, Any]]) -> str:
+    """The reference answer with a [n] marker after its first sentence, n the first shown passage from
+    one of its sources (no marker when none was shown): what an employee who knows the answer and saw
+    the passages writes as a correction."""
+    n = next((p["n"] for p in passages if p.get("source") in item.sources), None)
+    if n is None:
+        return item.answer
+    first, *rest = _SENTENCE.split(item.answer.strip(), maxsplit=1)
+    end = len(first.rstrip(".!?;:"))
+    return " ".join([f"{first[:end]} [{n}]{first[end:]}", *rest])
+
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
@@ -130,6 +146,9 @@ class ConciseCitedPreference:
             out.append("too_long")
         return out or ["not_helpful"]
 
+    def correction(self, item: GoldenItem, passages: Sequence[dict[str, Any]]) -> str:
+        return cited_reference(item, passages)
+
 
 @dataclass
 class ThoroughPreference:
@@ -154,6 +173,9 @@ class ThoroughPreference:
         self, question: str, answer: str, citations: Sequence[dict[str, Any]], item: GoldenItem
     ) -> list[str]:
         return ["incomplete"]
+
+    def correction(self, item: GoldenItem, passages: Sequence[dict[str, Any]]) -> str:
+        return item.answer  # all the facts; this taste does not ask for citations
 
 
 PREFERENCES: dict[str, Callable[[], Preference]] = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from trainer.simulated_users import (
     ConciseCitedPreference,
     Employee,
     QuestionBank,
+    ThoroughPreference,
+    cited_reference,
     fact_recall,
     key_facts,
 )
@@ -79,6 +82,19 @@ def test_concise_cited_preference_by_hand() -> None:
     assert pref.reasons(HR.question, rambling, right, HR) == ["too_long"]
 
 
+def test_corrections_cite_the_passage_from_the_reference_source() -> None:
+    shown = [{"n": 1, "source": "it/vpn.md"}, {"n": 2, "source": "hr/offices.md"}]
+    # the first sentence ends with a marker for passage 2, the first shown one from a golden source
+    assert cited_reference(HR, shown) == (
+        "The Boston HR department is at 451 Congress Street, Suite 410 [2]. Email hr-boston@acme.example."
+    )
+    assert cited_reference(HR, shown[:1]) == HR.answer  # its source was not shown: no marker
+    assert ConciseCitedPreference().correction(HR, shown) == cited_reference(HR, shown)
+    assert ThoroughPreference().correction(HR, shown) == HR.answer
+    # the correction is what the taste scores high: right source, every fact, cited
+    assert ConciseCitedPreference().score(HR.question, cited_reference(HR, shown), shown[1:], HR) == 3.0
+
+
 def test_employees_vote_and_choose_by_the_preference() -> None:
     pref = ConciseCitedPreference()
     ann = Employee("ann", "t" * 32, bias=0.0)
@@ -124,6 +140,9 @@ class Shorter:
     def reasons(self, question: str, answer: str, citations: Any, item: GoldenItem) -> list[str]:
         return ["too_long"]
 
+    def correction(self, item: GoldenItem, passages: Any) -> str:
+        return cited_reference(item, passages)
+
 
 def tiny_configs() -> RefreshConfigs:
     common: dict[str, Any] = {"device": "cpu", "batch_size": 4, "checkpoint_every": 1, "max_length": 256}
@@ -151,8 +170,9 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
         answer_checks=False,  # the tiny model's raw answers: two samples differ, so choices make pairs
     )
     cfg = SimulationConfig(
-        rounds=2, users=3, asks=2, max_tokens=8, heldout_samples=1, override=True, concurrency=2
-    )
+        rounds=2, users=3, asks=2, max_tokens=8, heldout_samples=1, override=True, concurrency=2,
+        corrections=1.0,
+    )  # fmt: skip
     bank = QuestionBank.split(BANK, train=4, heldout=2, seed=0)
     said: list[str] = []
     partial: list[tuple[int, bool]] = []
@@ -179,6 +199,18 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
         chosen = db.execute("SELECT count(*) FROM comparisons WHERE choice IS NOT NULL").fetchone()[0]
     # ... plus each round's canary trial: the same questions compared champion vs canary
     assert len(votes) == 16 and chosen == 16 + 16
+    # every thumbs down was rewritten (corrections=1.0) as the reference answer citing its passage, and
+    # the refresh ran SFT on those corrections before PPO
+    downs = sum(value == "down" for _, value, _ in votes)
+    with sqlite3.connect(settings.database_path) as db:
+        fixes = db.execute("SELECT k.text, a.question FROM corrections k JOIN answers a USING (answer_id)")
+        fixes = fixes.fetchall()
+    assert len(fixes) == downs == first["feedback"]["corrections"] + second["feedback"]["corrections"]
+    by_question = {item.question: item for item in BANK}
+    for text, question in fixes:
+        assert by_question[question].answer.split()[-1] in text and re.search(r"\[\d\]", text)
+    if first["feedback"]["corrections"]:
+        assert (Path(first["refresh"]["run_dir"]) / "sft" / "output").exists()
     assert {user for user, _, _ in votes} <= {"sim-01", "sim-02", "sim-03"}
     voters: dict[str, set[str]] = {}
     for user, _, question in votes:
