@@ -74,6 +74,8 @@ test: lint typecheck unit
 
 bench: install-dev
 	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/serving.py --backend llamacpp --threads 2 --prompts 6 --waves 2 --concurrency 8 --e2e 0
+	$(BIN)/python bench/answers.py --corpus examples/acme-handbook --questions bench/questions/extra-heldout.jsonl
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
