@@ -170,8 +170,8 @@ class RefreshConfig:
     )
     sft_first: bool = _f(
         True,
-        "Run SFT on the employees' corrections first, when there are any (SFT -> reward model -> policy "
-        "update); the policy update starts from that model and stays anchored to the champion.",
+        "Run SFT on the employees' corrections, when there are any, before the policy update (reward "
+        "model -> SFT -> PPO/DPO/KTO); the update starts from that model and stays anchored to the champion.",
     )
     full_retrain: bool = _f(False, "Train the reward model from the policy base instead of warm-starting.")
     replay_ratio: float = _f(1.0, "Old examples replayed per new one when the reward model warm-starts.")

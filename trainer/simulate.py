@@ -407,8 +407,8 @@ class Loop:
         )
 
         algo = configs.refresh.algo.upper()
-        sft = "SFT on the corrections → " if configs.refresh.sft_first and fb["corrections"] else ""
-        self.say(f"round {round_no}: refresh ({sft}reward model → {algo} → golden-set evaluation)")
+        sft = " → SFT on the corrections" if configs.refresh.sft_first and fb["corrections"] else ""
+        self.say(f"round {round_no}: refresh (reward model{sft} → {algo} → golden-set evaluation)")
         started = time.perf_counter()
         seeded = _reseeded(configs, self.cfg.seed + round_no - 1)
         run_dir = new_run_dir(self.settings.data_dir / "runs", f"simulate-r{round_no}")
