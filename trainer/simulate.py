@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from trainer.config import RewardConfig
+from trainer.config import RewardConfig, SFTConfig
 from trainer.errors import TrainerError
 from trainer.prompts import GoldenItem
 from trainer.simulated_users import PREFERENCES, Employee, Preference, QuestionBank, employees
@@ -514,6 +514,7 @@ def _reseeded(configs: RefreshConfigs, seed: int) -> RefreshConfigs:
         configs,
         refresh=dataclasses.replace(configs.refresh, seed=seed),
         reward=dataclasses.replace(configs.reward, seed=seed),
+        sft=dataclasses.replace(configs.sft, seed=seed),
         ppo=dataclasses.replace(configs.ppo, seed=seed),
         dpo=dataclasses.replace(configs.dpo, seed=seed),
         kto=dataclasses.replace(configs.kto, seed=seed),
@@ -857,6 +858,9 @@ def simulate_command(
     reward_max_steps: Annotated[
         int, typer.Option(min=0, help="Reward model's step cap per refresh (0 = all epochs).")
     ] = RewardConfig.max_steps,
+    sft_epochs: Annotated[
+        int, typer.Option(min=1, help="SFT passes over the employees' corrections per refresh.")
+    ] = SFTConfig.epochs,
     eval_limit: Annotated[int, typer.Option(min=0, help="Golden questions in the gate (0 = all).")] = 0,
     preference: PreferenceOption = SimulationConfig.preference,
     canary_share: Annotated[float, typer.Option(min=0, max=1, help="Canary share of conversations.")] = 0.5,
@@ -923,6 +927,7 @@ def simulate_command(
     configs.reward = dataclasses.replace(
         configs.reward, learning_rate=reward_learning_rate, max_steps=reward_max_steps
     )
+    configs.sft = dataclasses.replace(configs.sft, epochs=sft_epochs)
     try:
         bank = QuestionBank.split(load_golden(golden or settings.golden_path), questions, heldout, seed)
         result = simulate(
