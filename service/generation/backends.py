@@ -72,7 +72,8 @@ def base_gguf(base: str, settings: Settings) -> Path:
     except ModelUnavailable as exc:
         if not is_bundled:
             raise
-        # a llama-server from PATH without the sdist's converter: the shipped GGUF still serves
+        # no converter (a llama-server from PATH without the sdist) or a failed conversion of the bundled
+        # base: the shipped GGUF of the same policy still serves
         log.warning("%s; serving the shipped Q4_1 GGUF instead", exc)
         return bundled_gguf()
 

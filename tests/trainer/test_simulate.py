@@ -203,8 +203,8 @@ def test_two_rounds_of_the_whole_loop_through_the_api(
     # the refresh ran SFT on those corrections before PPO
     downs = sum(value == "down" for _, value, _ in votes)
     with sqlite3.connect(settings.database_path) as db:
-        fixes = db.execute("SELECT k.text, a.question FROM corrections k JOIN answers a USING (answer_id)")
-        fixes = fixes.fetchall()
+        sql = "SELECT k.text, a.question FROM corrections k JOIN answers a USING (answer_id)"
+        fixes = db.execute(sql).fetchall()
     assert len(fixes) == downs == first["feedback"]["corrections"] + second["feedback"]["corrections"]
     by_question = {item.question: item for item in BANK}
     for text, question in fixes:
