@@ -50,8 +50,16 @@ class TrainConfig:
 class SFTConfig(TrainConfig):
     """Supervised fine-tuning on demonstrations (corrections + golden answers)."""
 
-    epochs: int = _f(2, "Passes over the demonstrations.")
+    epochs: int = _f(8, "Most passes over the demonstrations (fewer when `kl_limit` stops it).")
     golden: bool = _f(True, "Add the golden set's ideal answers as demonstrations.")
+    kl_limit: float = _f(
+        0.0,
+        "After each epoch, fresh answers measure the KL to the champion per answer; past this limit SFT "
+        "stops and keeps the previous epoch's weights (0 = no limit; a refresh sets it to `sft_kl_share` "
+        "of its KL budget).",
+    )
+    kl_samples: int = _f(8, "Fresh answers that measure the KL after each epoch when `kl_limit` is set.")
+    kl_max_new_tokens: int = _f(48, "Longest of those answers, in tokens.")
 
 
 @dataclass
@@ -172,6 +180,11 @@ class RefreshConfig:
         True,
         "Run SFT on the employees' corrections, when there are any, before the policy update (reward "
         "model -> SFT -> PPO/DPO/KTO); the update starts from that model and stays anchored to the champion.",
+    )
+    sft_kl_share: float = _f(
+        0.5,
+        "Share of the policy update's KL budget SFT may spend (its `kl_limit`); the rest is left to "
+        "PPO/DPO/KTO. 0 = SFT runs every epoch whatever its KL.",
     )
     full_retrain: bool = _f(False, "Train the reward model from the policy base instead of warm-starting.")
     replay_ratio: float = _f(1.0, "Old examples replayed per new one when the reward model warm-starts.")

@@ -97,11 +97,13 @@ def fit(
     extra_state: dict[str, Any] | None = None,
     lengths: Sequence[int] | None = None,
     time_budget_s: float = 0.0,
+    after_epoch: Callable[[int], str | None] | None = None,
 ) -> Fitted[T]:
     """Train the parameters of `model` that require grad on `examples`; checkpoints in `run`.
 
-    `lengths` (one per example) groups batches by length; `time_budget_s` > 0 stops after the step that
-    passes it (checkpoint saved). Raises `Stopped` when an operator asked the run to stop."""
+        `lengths` (one per example) groups batches by length; `time_budget_s` > 0 stops after the step that
+        passes it (checkpoint saved). `after_epoch(epoch)` runs after each epoch's last step; a reason it
+    returns ends training there (`stopped_by`). Raises `Stopped` when an operator asked the run to stop."""
     if not examples:
         raise ValueError("no training examples")
     batches_per_epoch = math.ceil(len(examples) / cfg.batch_size)
@@ -208,6 +210,12 @@ def fit(
         if over:
             stopped_by = "time budget"
             break
+        if after_epoch is not None and step % steps_per_epoch == 0:
+            reason = after_epoch(epoch)
+            if reason:
+                stopped_by = reason
+                save()
+                break
     progress.close()
     seconds = time.perf_counter() - started
     return Fitted(

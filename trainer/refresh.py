@@ -127,14 +127,15 @@ def refresh(
             started = time.perf_counter()
             from trainer.sft import train_sft
 
+            sft_cfg = dataclasses.replace(configs.sft, kl_limit=sft_kl_limit(configs))
             sft_run, _ = _phase(
                 run.root / "sft",
                 "sft",
-                configs.sft.to_json(),
+                sft_cfg.to_json(),
                 lambda r: train_sft(
                     base=champion.base,
                     parent_adapter=adapter,
-                    cfg=configs.sft,
+                    cfg=sft_cfg,
                     run=r,
                     demonstrations=data["demonstrations"],
                 ),
@@ -220,6 +221,15 @@ def refresh(
     except BaseException as exc:
         run.fail(exc)
         raise
+
+
+def sft_kl_limit(configs: RefreshConfigs) -> float:
+    """The KL to the champion SFT may spend before the policy update: `sft_kl_share` of that update's
+    budget (SFT's own `kl_limit` when it sets one)."""
+    if configs.sft.kl_limit > 0:
+        return configs.sft.kl_limit
+    budgets = {"ppo": configs.ppo.kl_budget, "dpo": configs.dpo.kl_budget, "kto": configs.kto.kl_budget}
+    return configs.refresh.sft_kl_share * budgets[configs.refresh.algo]
 
 
 def _data(

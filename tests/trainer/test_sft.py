@@ -74,3 +74,30 @@ def test_sft_without_demonstrations_is_refused(peaky_base: Path, tmp_path: Path)
             run=Run.open(tmp_path, "sft", {}),
             demonstrations=[],
         )
+
+
+def test_sft_stops_at_its_kl_limit_and_keeps_the_epoch_before(peaky_base: Path, tmp_path: Path) -> None:
+    """With a KL limit, SFT measures its KL to the champion (here the base) after every epoch and stops
+    at the first epoch past it; every kept epoch was within the limit."""
+    cfg = config(kl_limit=2.0, kl_samples=4, kl_max_new_tokens=12)
+    run = Run.open(tmp_path / "run", "sft", cfg.to_json())
+    result = train_sft(base=str(peaky_base), parent_adapter=None, cfg=cfg, run=run, demonstrations=DEMOS)
+    kls = result.metrics["kl_by_epoch"]
+    assert result.metrics["stopped_by"].startswith("kl")
+    assert len(run.metrics()) == len(kls) < 10  # stopped before the 10 epochs
+    assert kls[-1] > 2.0 and all(kl <= 2.0 for kl in kls[:-1])
+    assert result.metrics["epochs_kept"] == len(kls) - 1
+
+
+def test_sft_past_its_kl_limit_after_one_epoch_publishes_the_champion(
+    peaky_base: Path, tmp_path: Path
+) -> None:
+    cfg = config(kl_limit=1e-6, kl_samples=4, kl_max_new_tokens=12)
+    run = Run.open(tmp_path / "run", "sft", cfg.to_json())
+    result = train_sft(base=str(peaky_base), parent_adapter=None, cfg=cfg, run=run, demonstrations=DEMOS)
+    assert result.metrics["epochs_kept"] == 0 and len(result.metrics["kl_by_epoch"]) == 1
+
+    base_model, tokenizer = load_policy(str(peaky_base), None, device="cpu")
+    kept_model, _ = load_policy(str(peaky_base), run.output, device="cpu")
+    # the fresh adapter's B matrices are zero: the published model is the champion (the base) again
+    assert answer_nll(kept_model, tokenizer) == pytest.approx(answer_nll(base_model, tokenizer), abs=1e-5)
