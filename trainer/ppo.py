@@ -67,7 +67,8 @@ from trainer.models import (
 from trainer.progress import Progress, Stopped
 from trainer.runs import Run
 from trainer.sequences import sample_responses
-from trainer.tokens import Encoded, count, pad_right, quantile
+from trainer.shared_prompt import Grouped, grouped_forward
+from trainer.tokens import Encoded, count, quantile
 
 log = logging.getLogger(__name__)
 
@@ -108,50 +109,41 @@ class PolicyWithValue(torch.nn.Module):
         self.policy = policy
         self.value_head = value_head
 
-    def forward(
-        self, ids: torch.Tensor, attention: torch.Tensor, keep: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, values) of the last `keep` positions: (batch, keep, vocab), (batch, keep)."""
-        out = self.policy(
-            input_ids=ids,
-            attention_mask=attention,
-            logits_to_keep=keep,
-            output_hidden_states=True,
-            use_cache=False,
-        )
-        hidden = out.hidden_states[-1][:, -keep:]  # (batch, keep, hidden)
-        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)  # (batch, keep)
-        return out.logits, values
+    def forward(self, batch: Grouped) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, values) over the answers: (answers, width, vocab), (answers, width); column j is what
+        predicts answer token j (trainer.shared_prompt: each prompt runs once for its group)."""
+        logits, hidden = grouped_forward(self.policy, batch, hidden=True)
+        assert hidden is not None
+        values = self.value_head(hidden.to(next(self.value_head.parameters()).dtype)).squeeze(-1)
+        return logits, values
 
 
 @dataclass
 class Rollouts:
-    """A batch of sampled responses with everything the update needs, aligned on (batch, keep-1)."""
+    """A batch of sampled responses with everything the update needs, aligned on (answers, width):
+    column j is answer token j (trainer.shared_prompt)."""
 
-    ids: torch.Tensor  # (batch, seq) right-padded prompt + response
-    attention: torch.Tensor  # (batch, seq)
-    keep: int  # positions from the first response token - 1 to the end
-    mask: torch.Tensor  # (batch, keep-1) 1 on response tokens
-    logprobs: torch.Tensor  # (batch, keep-1) under the policy that sampled them
-    ref_logprobs: torch.Tensor  # (batch, keep-1) under the reference
-    values: torch.Tensor  # (batch, keep-1)
-    advantages: torch.Tensor  # (batch, keep-1)
-    returns: torch.Tensor  # (batch, keep-1)
-
-
-def span(encoded: Sequence[Encoded], seq_len: int) -> tuple[int, torch.Tensor]:
-    """(keep, response mask (batch, keep-1)): the logits window that covers every response token."""
-    first = min(e.prompt_len for e in encoded)
-    keep = seq_len - first + 1
-    mask = torch.zeros((len(encoded), keep - 1), dtype=torch.long)
-    for row, e in enumerate(encoded):
-        start = e.prompt_len - first  # index in the window of the first response token of this row
-        mask[row, start : start + len(e.ids) - e.prompt_len] = 1
-    return keep, mask
+    batch: Grouped  # the answers grouped by their prompt
+    mask: torch.Tensor  # (answers, width) 1 on response tokens
+    logprobs: torch.Tensor  # under the policy that sampled them
+    ref_logprobs: torch.Tensor  # under the reference
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
 
 
-def labels_for(ids: torch.Tensor, keep: int) -> torch.Tensor:
-    return ids[:, ids.shape[1] - keep + 1 :]  # (batch, keep-1): the tokens the window's logits predict
+def mini_batches(order: Sequence[int], sizes: Sequence[int], rows: int) -> list[list[int]]:
+    """Groups in `order`, cut into mini-batches of whole groups holding at least `rows` answers each
+    (the last may hold fewer)."""
+    out: list[list[int]] = [[]]
+    held = 0
+    for g in order:
+        if held >= rows:
+            out.append([])
+            held = 0
+        out[-1].append(g)
+        held += sizes[g]
+    return [m for m in out if m]
 
 
 def pick_prompts(prompts: Sequence[str], n: int, seed: int) -> list[str]:
@@ -252,44 +244,36 @@ class PPOTrainer:
         normalised = (raw - self.reward.mean) / max(self.reward.std, 1e-6)
         return raw, normalised
 
-    def forward(
-        self, model: Any, rollouts: Rollouts | None, ids: torch.Tensor, attention: torch.Tensor, keep: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log-probs, values, logits) over the response window, at the sampling temperature (the
-        distribution the rollouts were drawn from, which the PPO ratio is about)."""
-        logits, values = model(ids, attention, keep)
-        logits = logits[:, :-1] / self.cfg.temperature  # (batch, keep-1, vocab)
-        return token_logprobs(logits, labels_for(ids, keep)), values[:, :-1], logits
+    def forward(self, model: Any, batch: Grouped) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-probs, values, logits) of the answers, at the sampling temperature (the distribution the
+        rollouts were drawn from, which the PPO ratio is about)."""
+        logits, values = model(batch)
+        logits = logits / self.cfg.temperature  # (answers, width, vocab)
+        return token_logprobs(logits, batch.responses), values, logits
 
     @torch.no_grad()
     def logprobs(
         self, encoded: list[Encoded]
-    ) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(ids, attention, keep, mask, log-probs, values, reference log-probs) of sampled answers; the
-        per-token tensors are (batch, keep-1) over the response window, in float32."""
-        device = self.accelerator.device
-        ids, attention = pad_right([e.ids for e in encoded], self.pad)
-        ids, attention = ids.to(device), attention.to(device)
-        keep, mask = span(encoded, ids.shape[1])
-        mask = mask.to(device)
+    ) -> tuple[Grouped, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(grouped answers, mask, log-probs, values, reference log-probs) of sampled answers; the
+        per-token tensors are (answers, width), in float32."""
+        batch = Grouped.of(encoded, self.pad).to(self.accelerator.device)
         self.model.eval()
         with self.accelerator.autocast():
-            logprobs, values, _ = self.forward(self.model, None, ids, attention, keep)
+            logprobs, values, _ = self.forward(self.model, batch)
             with reference_mode(self.unwrapped.policy):
-                ref_logits = self.unwrapped.policy(
-                    input_ids=ids, attention_mask=attention, logits_to_keep=keep
-                ).logits
-        ref_logprobs = token_logprobs(ref_logits[:, :-1] / self.cfg.temperature, labels_for(ids, keep))
-        return ids, attention, keep, mask, logprobs.float(), values.float(), ref_logprobs.float()
+                ref_logits, _ = grouped_forward(self.unwrapped.policy, batch)
+        ref_logprobs = token_logprobs(ref_logits / self.cfg.temperature, batch.responses)
+        return batch, batch.mask, logprobs.float(), values.float(), ref_logprobs.float()
 
     @torch.no_grad()
     def make_rollouts(
         self, encoded: list[Encoded], normalised: torch.Tensor
     ) -> tuple[Rollouts, torch.Tensor]:
-        """The rollouts and their per-token KL to the reference (batch, keep-1). With the group
+        """The rollouts and their per-token KL to the reference (answers, width). With the group
         baseline, `encoded` holds each prompt's `group_size` answers consecutively."""
         cfg = self.cfg
-        ids, attention, keep, mask, logprobs, values, ref_logprobs = self.logprobs(encoded)
+        batch, mask, logprobs, values, ref_logprobs = self.logprobs(encoded)
         scores = normalised.to(mask.device)
         if cfg.advantage == "group":
             kl = torch.where(
@@ -303,7 +287,7 @@ class PPOTrainer:
             )
             advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
             advantages = masked_whiten(advantages, mask) * mask
-        rollouts = Rollouts(ids, attention, keep, mask, logprobs, ref_logprobs, values, advantages, returns)
+        rollouts = Rollouts(batch, mask, logprobs, ref_logprobs, values, advantages, returns)
         return rollouts, kl
 
     # -- update ---------------------------------------------------------------------------------
@@ -311,7 +295,7 @@ class PPOTrainer:
         cfg = self.cfg
         group = cfg.advantage == "group"
         self.model.train()
-        n = r.ids.shape[0]
+        n = len(r.batch.sizes)  # mini-batches take whole groups: one prompt pass serves its answers
         generator = torch.Generator().manual_seed(cfg.seed * 7919 + iteration)
         names = ("pg_loss", "vf_loss", "kl_loss", "entropy", "clipfrac", "vf_clipfrac", "approx_kl")
         stats: dict[str, list[float]] = {k: [] for k in names}
@@ -319,11 +303,11 @@ class PPOTrainer:
         for _epoch in range(cfg.ppo_epochs):
             order = torch.randperm(n, generator=generator).tolist()
             epoch_kl: list[float] = []
-            for start in range(0, n, cfg.mini_batch):
-                rows = order[start : start + cfg.mini_batch]
-                ids, attention, mask = r.ids[rows], r.attention[rows], r.mask[rows]
+            for groups in mini_batches(order, r.batch.sizes, cfg.mini_batch):
+                batch, rows = r.batch.select(groups)
+                mask = batch.mask
                 with self.accelerator.autocast():
-                    logprobs, values, logits = self.forward(self.model, r, ids, attention, r.keep)
+                    logprobs, values, logits = self.forward(self.model, batch)
                 logprobs, values = logprobs.float(), values.float()
                 pg_loss, clipfrac, approx_kl = ppo_policy_loss(
                     logprobs, r.logprobs[rows], r.advantages[rows], mask, cfg.clip_range
@@ -472,11 +456,11 @@ class PPOTrainer:
         cfg = self.cfg
         chosen = pick_prompts(prompts, max(cfg.kl_samples, 1), cfg.seed * 104729 + cfg.iterations)
         encoded, _ = self.generate(chosen)
-        ids, attention, keep, mask, logprobs, _, ref_logprobs = self.logprobs(encoded)
+        batch, mask, logprobs, _, ref_logprobs = self.logprobs(encoded)
         policy = self.unwrapped.policy
         with self.accelerator.autocast(), policy.disable_adapter():
-            base_logits = policy(input_ids=ids, attention_mask=attention, logits_to_keep=keep).logits
-        base_logprobs = token_logprobs(base_logits[:, :-1] / cfg.temperature, labels_for(ids, keep)).float()
+            base_logits, _ = grouped_forward(policy, batch)
+        base_logprobs = token_logprobs(base_logits / cfg.temperature, batch.responses).float()
 
         def per_response(reference: torch.Tensor) -> float:
             kl = torch.where(mask.bool(), kl_penalty(logprobs, reference, cfg.kl_estimator), 0.0)
