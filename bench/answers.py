@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rag.config import RagConfig
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -166,7 +168,7 @@ def rate(successes: int, trials: int) -> dict[str, Any]:
 class Server:
     base: str
     token: str | None
-    settings: Any  # service.settings.Settings, for the in-process retrieval
+    settings: Any  # core.settings.Settings, for the in-process retrieval
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     setup: dict[str, Any] | None = None
@@ -181,7 +183,7 @@ def corpus_groups(settings: Any) -> list[str]:
     """Every access group some chunk of the published index is restricted to."""
     from rag.search import Retriever
 
-    version = Retriever(settings.resolved_index_dir, settings.rag_config()).current()
+    version = Retriever(settings.resolved_index_dir, RagConfig.from_settings(settings)).current()
     return sorted({g for chunk in version.chunks for g in chunk.groups})
 
 
@@ -202,7 +204,7 @@ def wait_ready(base: str, process: subprocess.Popen[bytes] | None, timeout: floa
 
 
 def start(corpus: Path, data: Path, model: str) -> Server:
-    from service.settings import Settings
+    from core.settings import Settings
 
     port = free_port()
     # no KBLOOP_MODEL for the bundled policy: a model folder named there is served by the transformers
@@ -277,7 +279,7 @@ def ask_all(
     from service.answering import retrieve
 
     settings = server.settings
-    retriever = Retriever(settings.resolved_index_dir, settings.rag_config())
+    retriever = Retriever(settings.resolved_index_dir, RagConfig.from_settings(settings))
     groups = corpus_groups(settings)
     headers = {"Authorization": f"Bearer {server.token}"} if server.token else {}
     records = []
@@ -427,7 +429,7 @@ def main() -> None:
     questions = load_questions(questions_path, args.limit)
     out = args.out or REPO / "bench" / "results" / f"answers-{args.corpus.resolve().name}.json"
 
-    from service.settings import Settings
+    from core.settings import Settings
 
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kbloop-answers-") as tmp:

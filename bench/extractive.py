@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rag.config import RagConfig
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -30,17 +32,17 @@ from bench.answers import corpus_groups, extractive, holds, load_questions, rate
 
 
 def evaluate(corpus: Path, questions: list[dict[str, Any]], data: Path) -> dict[str, Any]:
+    from core.settings import Settings
     from rag.extractive import extractive_answer
     from rag.search import Retriever
     from service.answering import retrieve
-    from service.settings import Settings
 
     env = {**os.environ, "KBLOOP_DATA_DIR": str(data)}
     env.pop("KBLOOP_INDEX_DIR", None)
     subprocess.run([sys.executable, "-m", "service.cli", "ingest", "--quiet", str(corpus)], cwd=REPO, env=env,
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     settings = Settings(data_dir=data, index_dir=None, tokens_file=None)
-    retriever = Retriever(settings.resolved_index_dir, settings.rag_config())
+    retriever = Retriever(settings.resolved_index_dir, RagConfig.from_settings(settings))
     groups = corpus_groups(settings)
     rows = []
     for q in questions:

@@ -45,8 +45,8 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    from core.settings import Settings
     from service.policy import base_model_path
-    from service.settings import Settings
     from trainer.losses import token_logprobs
     from trainer.shared_prompt import Grouped, grouped_forward
     from trainer.tokens import Encoded, pad_right

@@ -209,8 +209,8 @@ def end_to_end(
     import httpx
     import uvicorn
 
+    from core.settings import Settings
     from service.app import create_app
-    from service.settings import Settings
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

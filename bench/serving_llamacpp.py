@@ -242,8 +242,8 @@ def run(
     args: Any, tokenizer: Any, base_path: str, prompts: list[list[int]], index: Path, questions: list[str]
 ) -> dict[str, Any]:
     """All llama.cpp arms; returns the results dict's `llamacpp` section."""
+    from core.settings import Settings
     from service.generation.backends import LlamaCppVersions, base_gguf, server_config
-    from service.settings import Settings
     from service.versions import ModelDirectory
 
     threads = args.threads or os.cpu_count() or 1

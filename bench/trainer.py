@@ -60,14 +60,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.config import RagConfig
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 if TYPE_CHECKING:
+    from core.settings import Settings
     from rag.search import Hit
-    from service.settings import Settings
     from trainer.prompts import GoldenItem, PromptRenderer, RenderedPrompt
     from trainer.refresh import RefreshConfigs
 
@@ -127,7 +129,7 @@ def prepare_data_dir(settings: Settings) -> dict[str, Any]:
         out["ingest_s"] = None
     else:
         say(f"index: ingesting {CORPUS} into {index} (about a minute)")
-        report = ingest([CORPUS], index, settings.rag_config())
+        report = ingest([CORPUS], index, RagConfig.from_settings(settings))
         out["ingest_s"] = round(time.perf_counter() - started, 1)
         out["chunks"] = report.chunks
         say(f"index: {report.chunks} chunks from {report.files_indexed} files in {out['ingest_s']} s")
@@ -622,7 +624,7 @@ def main() -> None:
 def run(
     args: argparse.Namespace, data_dir: Path, configs: RefreshConfigs, overrides: dict[str, Any]
 ) -> dict[str, Any]:
-    from service.settings import Settings
+    from core.settings import Settings
     from trainer.prompts import PromptRenderer, load_golden
     from trainer.refresh import refresh
 

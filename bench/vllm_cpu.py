@@ -60,9 +60,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "vllm_cpu.json")
     args = parser.parse_args()
 
+    from core.settings import Settings
     from service.policy import base_model_path
     from service.runtime import PolicyRuntime
-    from service.settings import Settings
     from service.versions import ModelDirectory
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,11 +19,11 @@ def export_command(
     model_version: Annotated[str | None, typer.Option(help="Only answers of this model version.")] = None,
 ) -> None:
     """Export preference pairs, unpaired thumbs, SFT demonstrations (JSONL, TRL formats) or CSV tables."""
+    from core.settings import get_settings
     from feedback.errors import FeedbackError
     from feedback.export import export_demonstrations, export_preferences, export_thumbs
     from feedback.export_csv import Table, export_csv
     from feedback.store import Store
-    from service.settings import get_settings
 
     if kind not in KINDS:
         print(f"error [invalid_input]: unknown export {kind!r}; one of {', '.join(KINDS)}", file=sys.stderr)

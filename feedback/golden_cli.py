@@ -23,7 +23,7 @@ Fraction = Annotated[
 
 
 def _path() -> Path:
-    from service.settings import get_settings
+    from core.settings import get_settings
 
     return get_settings().golden_path
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from rag.config import RagConfig
 from rag.errors import RagError
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ T = TypeVar("T")
 
 
 def _index_dir(index: Path | None) -> Path:
-    from service.settings import get_settings
+    from core.settings import get_settings
 
     return index or get_settings().resolved_index_dir
 
@@ -89,9 +90,9 @@ def ingest_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Index documents (.md .txt .html .pdf): only new and changed files are embedded again."""
+    from core.settings import get_settings
     from rag.index import current_version, read_manifest
     from rag.ingest import ingest
-    from service.settings import get_settings
 
     settings = get_settings()
     index_dir = _index_dir(index)
@@ -99,7 +100,7 @@ def ingest_command(
         if current_version(index_dir) is None:
             raise _fail(ValueError("give the folders to ingest, e.g. `kbloop ingest examples/acme-handbook`"))
         paths = [Path(p) for p in read_manifest(index_dir).get("roots", [])]
-    config = settings.rag_config()
+    config = RagConfig.from_settings(settings)
     if quiet or as_json:
         report = _run(lambda: ingest(paths, index_dir, config, full=full))
     else:
@@ -144,8 +145,8 @@ def search_command(
     mode: Annotated[str, typer.Option("--mode", help="hybrid, dense or lexical.")] = "hybrid",
 ) -> None:
     """Search the index and print the best passages with their sources and scores."""
+    from core.settings import get_settings
     from rag.search import Retriever
-    from service.settings import get_settings
 
     if (question is None) == (queries is None):
         raise _fail(ValueError("give either a QUESTION or --queries FILE"))
@@ -154,7 +155,7 @@ def search_command(
     member_of = [g.strip() for g in groups.split(",") if g.strip()] if groups is not None else None
     settings = get_settings()
     k = k or settings.search_k
-    retriever = Retriever(_index_dir(index), settings.rag_config())
+    retriever = Retriever(_index_dir(index), RagConfig.from_settings(settings))
     if queries is not None:
         try:
             lines = queries.read_text(encoding="utf-8").splitlines()
@@ -244,9 +245,9 @@ def calibrate_command(
     ] = 0.10,
 ) -> None:
     """Fit the refusal confidence on labelled questions and save it next to the index."""
+    from core.settings import get_settings
     from rag.confidence import fit_calibration
     from rag.search import Retriever
-    from service.settings import get_settings
 
     index_dir = _index_dir(index)
     try:
@@ -254,7 +255,7 @@ def calibrate_command(
         labelled = [(str(r["question"]), bool(r["answerable"])) for r in rows]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise _fail(ValueError(f"cannot read questions from {golden}: {exc}")) from exc
-    retriever = Retriever(index_dir, get_settings().rag_config())
+    retriever = Retriever(index_dir, RagConfig.from_settings(get_settings()))
     results = [_run(lambda q=q: retriever.search(q, k=5)) for q, _ in labelled]  # type: ignore[misc]
     features = [r.features for r in results]
     answerable = [a for _, a in labelled]

@@ -1,9 +1,12 @@
-"""Typed knobs of retrieval. The service's `Settings` builds one of these from `KBLOOP_*` variables."""
+"""Typed knobs of retrieval, built from the `KBLOOP_*` settings by `RagConfig.from_settings`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 Fusion = Literal["rrf", "weighted"]
 
@@ -43,3 +46,18 @@ class RagConfig:
     keep_versions: int = field(
         default=3, metadata={"help": "Index versions kept on disk (current included)."}
     )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RagConfig:
+        """Retrieval as the deployment's settings configure it."""
+        return cls(
+            embedder=settings.embedder,
+            batch_size=settings.embed_batch_size,
+            chunking=ChunkingConfig(
+                max_tokens=settings.chunk_max_tokens,
+                overlap_tokens=settings.chunk_overlap_tokens,
+                min_tokens=settings.chunk_min_tokens,
+            ),
+            max_file_bytes=int(settings.max_file_mb * 1024 * 1024),
+            fusion=settings.fusion,
+        )

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from registry.gate import GateThresholds
+
 models_app = typer.Typer(
     help="Model versions, aliases and their history: promote, roll back, canary.", no_args_is_help=True
 )
@@ -23,18 +25,18 @@ SMOKE = typer.Option("--smoke/--no-smoke", help="Load the version and answer a t
 
 
 def _registry() -> Any:
+    from core.settings import Settings
     from registry.registry import Registry
-    from service.settings import Settings
 
     settings = Settings()
-    return Registry(settings.models_dir, settings.gate_thresholds())
+    return Registry(settings.models_dir, GateThresholds.from_settings(settings))
 
 
 def _smoke(enabled: bool) -> Any:
     if not enabled:
         return None
+    from core.settings import Settings
     from registry.smoke import smoke_test
-    from service.settings import Settings
 
     settings = Settings()
     return lambda version: smoke_test(version, settings)

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,20 @@ class GateThresholds:
     max_kl: float = 12.0  # KL to the champion per response
     max_drift: float = 24.0  # KL to the base model per response: the drift of every refresh so far
     max_length_drift: float = 0.5  # |mean length / champion's - 1|
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GateThresholds:
+        """The thresholds the deployment's `KBLOOP_GATE_*` settings set."""
+        return cls(
+            max_similarity_drop=settings.gate_max_similarity_drop,
+            max_citation_drop=settings.gate_max_citation_drop,
+            max_refusal_drop=settings.gate_max_refusal_drop,
+            min_reward_win_rate=settings.gate_min_reward_win_rate,
+            min_checks_win_rate=settings.gate_min_checks_win_rate,
+            max_kl=settings.gate_max_kl,
+            max_drift=settings.gate_max_drift,
+            max_length_drift=settings.gate_max_length_drift,
+        )
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from feedback.stats import ModelThumbs, PairwiseWinRate
+from registry.gate import GateThresholds
 
 if TYPE_CHECKING:
-    from service.settings import Settings
+    from core.settings import Settings
     from service.versions import ModelVersion
 
 
@@ -71,7 +72,7 @@ def apply_policies(settings: Settings, *, smoke: Callable[[ModelVersion], None] 
     notes: list[str] = []
     if not (settings.auto_promote or settings.auto_rollback) or not settings.database_path.exists():
         return notes
-    registry = Registry(settings.models_dir, settings.gate_thresholds())
+    registry = Registry(settings.models_dir, GateThresholds.from_settings(settings))
     aliases = registry.aliases()
     champion = aliases.get("champion")
     with Store(settings.database_path) as store:

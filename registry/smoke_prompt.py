@@ -8,7 +8,7 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from service.settings import Settings
+    from core.settings import Settings
 
 FALLBACK = "What does the knowledge base cover?"
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.settings import Settings
 from feedback.records import AnswerRecord, Citation, RetrievedChunk
 from feedback.store import Store
 from feedback.timestamps import utc_now
@@ -37,7 +38,6 @@ from service.prompting import (
     retrieval_query,
 )
 from service.runtime import PolicyRuntime
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.settings import Settings, get_settings
 from feedback.errors import (
     ConflictError,
     FeedbackError,
@@ -29,13 +30,13 @@ from feedback.errors import (
     NotFoundError,
     StoreFull,
 )
+from rag.config import RagConfig
 from rag.errors import IndexNotFound, InvalidQuery, RagError
 from service.api import answers, chat, conversations, feedback, golden, health, models
 from service.api.deps import AppState
 from service.auth import Authenticator, is_loopback, load_tokens
 from service.errors import PayloadTooLarge, ServiceError, ServiceErrorCode
 from service.metrics import Metrics
-from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,9 @@ def _start(state: AppState, embedder: Any) -> None:
     state.data_lock = hold_shared(settings.data_dir)
     state.store = Store(settings.database_path)
     state.writer = GroupCommit(state.store)
-    state.retriever = Retriever(settings.resolved_index_dir, settings.rag_config(), embedder=embedder)
+    state.retriever = Retriever(
+        settings.resolved_index_dir, RagConfig.from_settings(settings), embedder=embedder
+    )
     try:
         state.retriever.current()
     except IndexNotFound as exc:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from service.settings import Settings
+    from core.settings import Settings
 
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
@@ -75,8 +75,8 @@ def backup_command(
     """Back up the data directory (databases, index, models, runs) into DEST, with a checked manifest.
 
     Safe while the server runs: each SQLite database is copied as one consistent snapshot."""
+    from core.settings import get_settings
     from service.backup import BackupError, backup
-    from service.settings import get_settings
 
     settings = get_settings()
     _index_note(settings)
@@ -108,9 +108,9 @@ def restore_command(
     """Replace the data directory with the backup SRC, checked first and swapped in all at once.
 
     Stop the server, ingests and the trainer first: restore refuses while any of them holds it."""
+    from core.settings import get_settings
     from service.backup import BackupError, restore, verify
     from service.datalock import DataDirInUse
-    from service.settings import get_settings
 
     settings = get_settings()
     try:

@@ -23,9 +23,9 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+from core.settings import Settings
 from service.generation.backends import LlamaCppVersions, VllmVersions, choose_backend
 from service.generation.base import Generator
-from service.settings import Settings
 from service.versions import ModelDirectory, ModelVersion
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ def serve_command(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the OpenAI-compatible API on http://HOST:PORT (health at /healthz, metrics at /metrics)."""
-    from service.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}

@@ -21,7 +21,7 @@ REPO = Path(__file__).parent.parent
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Each test gets its own data dir and a fresh settings cache."""
-    from service.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("KBLOOP_DATA_DIR", str(tmp_path / "var"))
     get_settings.cache_clear()

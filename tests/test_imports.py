@@ -18,7 +18,7 @@ def run(code: str) -> str:
 
 def test_packages_do_not_import_torch() -> None:
     modules = (
-        "rag, service, feedback, trainer, ui, rag.search, rag.ingest, rag.cli, service.cli, service.settings"
+        "rag, service, feedback, trainer, ui, rag.search, rag.ingest, rag.cli, service.cli, core.settings"
     )
     out = run(f"import sys, {modules}; print([m for m in {HEAVY!r} if m in sys.modules])")
     assert out == "[]"

@@ -117,7 +117,7 @@ def command_with_config(
 
 
 def _settings() -> Any:
-    from service.settings import Settings
+    from core.settings import Settings
 
     return Settings()
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.config import RagConfig
+
 __all__ = [
     "GoldenItem",
     "GoldenPrompt",
@@ -52,9 +54,9 @@ from trainer.data import Demonstration, Message, prompt_id, shared
 from trainer.errors import DataError
 
 if TYPE_CHECKING:
+    from core.settings import Settings
     from feedback.store import Store
     from rag.search import Retriever
-    from service.settings import Settings
 
 
 # -- the golden set ---------------------------------------------------------------------------------
@@ -116,7 +118,7 @@ class PromptRenderer:
         context_window: int | None = None,
         groups: Collection[str] = (),
     ) -> None:
-        from service.settings import Settings
+        from core.settings import Settings
 
         if tokenizer is None and model is None:
             raise ValueError("pass the policy's tokenizer, or the model folder to load it from")
@@ -150,7 +152,9 @@ class PromptRenderer:
                 model = directory.resolve("champion").base
             except ModelNotFound:  # no model versions yet: the base the service would start with
                 model = base_model_path(settings.model, settings.models_dir)
-        retriever = Retriever(settings.resolved_index_dir, settings.rag_config(), embedder=embedder)
+        retriever = Retriever(
+            settings.resolved_index_dir, RagConfig.from_settings(settings), embedder=embedder
+        )
         return cls(retriever, settings=settings, model=model, groups=groups)
 
     @property

@@ -31,12 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from registry.gate import GateThresholds
 from trainer.config import DPOConfig, KTOConfig, PPOConfig, RefreshConfig, RewardConfig, SFTConfig
 from trainer.errors import TrainerError
 from trainer.runs import Run, new_run_dir, now, write_json
 
 if TYPE_CHECKING:
-    from service.settings import Settings
+    from core.settings import Settings
     from trainer.data import FeedbackData
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ def refresh(
         if configs.evaluate:
             from registry.gate import evaluate_gate
 
-            report["gate"] = evaluate_gate(report, settings.gate_thresholds()).to_json()
+            report["gate"] = evaluate_gate(report, GateThresholds.from_settings(settings)).to_json()
         if not publishable:
             run.update(
                 status="refused",

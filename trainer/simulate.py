@@ -49,14 +49,15 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from registry.gate import GateThresholds
 from trainer.config import RewardConfig, SFTConfig
 from trainer.errors import TrainerError
 from trainer.prompts import GoldenItem
 from trainer.simulated_users import PREFERENCES, Employee, Preference, QuestionBank, employees
 
 if TYPE_CHECKING:
+    from core.settings import Settings
     from registry.policy import Decision
-    from service.settings import Settings
     from trainer.refresh import RefreshConfigs
 
 log = logging.getLogger(__name__)
@@ -389,7 +390,7 @@ class Loop:
         from trainer.runs import new_run_dir
         from trainer.worker import refresh_lock
 
-        registry = Registry(self.settings.models_dir, self.settings.gate_thresholds())
+        registry = Registry(self.settings.models_dir, GateThresholds.from_settings(self.settings))
         champion = registry.aliases()["champion"]
         out: dict[str, Any] = {"round": round_no, "champion_before": champion}
         timings: dict[str, float] = {}
@@ -614,7 +615,7 @@ def simulate(
     }
     with _service(settings, cfg, embedder) as (client, app_settings, people):
         loop = Loop(client, app_settings, cfg, bank, preference, people, say)
-        registry = Registry(settings.models_dir, settings.gate_thresholds())
+        registry = Registry(settings.models_dir, GateThresholds.from_settings(settings))
         for round_no in range(1, cfg.rounds + 1):
             result["rounds"].append(loop.round(round_no, configs, embedder))
             result["history"] = [dataclasses.asdict(e) for e in reversed(registry.history(limit=1000))]
@@ -644,7 +645,7 @@ def judge(
     from registry.registry import Registry
 
     preference = _preference(cfg, preference)
-    registry = Registry(settings.models_dir, settings.gate_thresholds())
+    registry = Registry(settings.models_dir, GateThresholds.from_settings(settings))
     try:  # aliases name their version: the answers are pinned by id
         challenger, champion = (registry.version(v).id for v in (challenger, champion))
     except UnknownVersion as exc:
@@ -888,7 +889,7 @@ def simulate_command(
 ) -> None:
     """Simulated employees with a hidden preference use the API for several rounds of the loop; reports
     the new model's held-out win rate, golden-set similarity, KL and thumbs-up rate per round."""
-    from service.settings import Settings
+    from core.settings import Settings
     from trainer.prompts import load_golden
 
     if algo not in ("ppo", "dpo", "kto"):
@@ -966,7 +967,7 @@ def judge_command(
 ) -> None:
     """Simulated employees judge two model versions side by side on a question bank (greedy and sampled
     answers): the win rate with its 95% interval over questions. For questions no round trained on."""
-    from service.settings import Settings
+    from core.settings import Settings
     from trainer.prompts import load_golden
     from trainer.runs import write_json
 

@@ -35,7 +35,7 @@ from trainer.progress import Stopped, request_stop
 from trainer.runs import now, write_json
 
 if TYPE_CHECKING:
-    from service.settings import Settings
+    from core.settings import Settings
     from trainer.refresh import RefreshConfigs, RefreshResult
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from rag.config import RagConfig
 from rag.errors import IndexNotFound
 from rag.ingest import IngestReport, ingest
 from ui import access
@@ -189,7 +190,11 @@ def add_documents(
     if target.resolve() not in {r.resolve() for r in roots}:
         roots.append(target)
     report = ingest(
-        roots, index_dir, app.settings.rag_config(), embedder=retriever.embedder, progress=_Bar(progress)
+        roots,
+        index_dir,
+        RagConfig.from_settings(app.settings),
+        embedder=retriever.embedder,
+        progress=_Bar(progress),
     )
     return Added([name for _, name in staged], report)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 import pandas as pd
 
+from registry.gate import GateThresholds
 from ui import access
 from ui.errors import shown_to_user
 from ui.render import markdown_text
@@ -45,7 +46,7 @@ METRICS = ("reward", "kl", "entropy", "response_length")
 def registry(app: AppState) -> Registry:
     from registry.registry import Registry
 
-    return Registry(app.settings.models_dir, app.settings.gate_thresholds())
+    return Registry(app.settings.models_dir, GateThresholds.from_settings(app.settings))
 
 
 def _num(value: Any, digits: int = 3) -> str:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from core.settings import Settings
 from feedback.group_commit import GroupCommit
 from feedback.store import Store
 from rag.search import Retriever
@@ -20,7 +21,6 @@ from service.auth import Authenticator, Identity, require_operator
 from service.errors import NotReady
 from service.metrics import Metrics
 from service.runtime import PolicyRuntime
-from service.settings import Settings
 
 
 @dataclass

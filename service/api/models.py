@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from registry.gate import GateThresholds
 from service.api.deps import AppState, IdentityDep, OperatorDep, RuntimeDep, StateDep
 from service.api.responses import errors
 from service.runtime import PolicyRuntime
@@ -66,7 +67,7 @@ class CanaryBody(BaseModel):
 def _registry(state: AppState) -> Any:
     from registry.registry import Registry
 
-    return Registry(state.settings.models_dir, state.settings.gate_thresholds())
+    return Registry(state.settings.models_dir, GateThresholds.from_settings(state.settings))
 
 
 def _registry_error(exc: Exception) -> JSONResponse:

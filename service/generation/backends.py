@@ -28,10 +28,10 @@ from service.generation.llama_server import LlamaServer, convert_hf_folder, requ
 from service.generation.vllm_server import adapter_rank, require_python, server_lora_rank, vllm_python
 
 if TYPE_CHECKING:
+    from core.settings import Settings
     from service.generation.llamacpp import LlamaCppBackend, LlamaCppEngine, ServerConfig
     from service.generation.vllm import VllmBackend, VllmEngine
     from service.generation.vllm_server import VllmConfig
-    from service.settings import Settings
     from service.versions import ModelVersion
 
 log = logging.getLogger(__name__)

@@ -153,7 +153,7 @@ def test_duplicates_are_reported_not_doubled_and_writes_are_atomic(tmp_path: Pat
 
 
 def test_the_golden_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.settings import get_settings
+    from core.settings import get_settings
 
     target = tmp_path / "deploy" / "golden.jsonl"
     monkeypatch.setenv("KBLOOP_GOLDEN", str(target))

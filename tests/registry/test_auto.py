@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.settings import Settings
 from feedback.store import Store
 from feedback.timestamps import utc_now
 from registry.policy import apply_policies
 from registry.registry import Registry
-from service.settings import Settings
 from service.versions import ModelDirectory
 from tests.feedback.factory import make_record
 from tests.registry.test_registry import PASSING, add_version

@@ -156,7 +156,7 @@ def test_a_ppo_candidate_is_not_gated_by_the_reward_model_it_was_optimised_again
 
 
 def test_settings_carry_the_checks_threshold_and_the_drift_budget() -> None:
-    from service.settings import Settings
+    from core.settings import Settings
 
-    thresholds = Settings(gate_min_checks_win_rate=0.6, gate_max_drift=10.0).gate_thresholds()
+    thresholds = GateThresholds.from_settings(Settings(gate_min_checks_win_rate=0.6, gate_max_drift=10.0))
     assert thresholds.min_checks_win_rate == 0.6 and thresholds.max_drift == 10.0

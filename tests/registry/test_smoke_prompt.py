@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.settings import Settings
 from registry.smoke_prompt import FALLBACK, smoke_prompt
-from service.settings import Settings
 
 
 def write_index(index_dir: Path, chunks: list[dict[str, object]]) -> None:

@@ -504,8 +504,8 @@ def test_cli_backup_restore_and_named_errors(
 ) -> None:
     from typer.testing import CliRunner
 
+    from core.settings import get_settings
     from service.cli import app
-    from service.settings import get_settings
 
     monkeypatch.setenv("KBLOOP_DATA_DIR", str(data))
     monkeypatch.delenv("KBLOOP_INDEX_DIR", raising=False)

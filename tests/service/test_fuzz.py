@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
-from service.settings import Settings
+from core.settings import Settings
 from tests.service.conftest import EMPLOYEE, ENGINEER, OPERATOR
 
 # per operation and token; FUZZ_EXAMPLES=200 runs a deeper, randomized search (a few minutes per operation)

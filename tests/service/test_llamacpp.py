@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings
 from service.errors import ModelUnavailable, QueueFull
 from service.generation.backends import LlamaCppVersions
 from service.generation.base import GenerationEvent, RequestHandle, SamplingParams
 from service.generation.gguf_lora import AdapterConversionFailed
 from service.generation.llama_server import convert_hf_folder, server_binary
-from service.settings import Settings
 from service.versions import ModelDirectory, ModelVersion
 
 pytestmark = pytest.mark.skipif(

@@ -159,9 +159,9 @@ def test_missing_config_and_non_lora_are_refused(tmp_path: Path) -> None:
 def test_auto_backend_picks_llamacpp_only_for_the_bundled_gguf_where_the_server_exists(
     tmp_path: Path,
 ) -> None:
+    from core.settings import Settings
     from service.errors import ModelUnavailable
     from service.generation.backends import choose_backend
-    from service.settings import Settings
 
     binary = tmp_path / "llama-server"
     binary.write_text("#!/bin/sh\n")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.settings import Settings
+from core.settings import Settings
 
 
 @pytest.fixture(scope="session")

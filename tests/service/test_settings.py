@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings, get_settings
+from core.settings import Settings, get_settings
+from rag.config import RagConfig
 from tests.conftest import REPO
 
 
@@ -16,7 +17,7 @@ def test_env_overrides_and_rag_config(monkeypatch: pytest.MonkeyPatch, tmp_path:
     get_settings.cache_clear()
     settings = get_settings()
     assert settings.resolved_index_dir == tmp_path / "index"
-    config = settings.rag_config()
+    config = RagConfig.from_settings(settings)
     assert config.fusion == "weighted"
     assert config.chunking.max_tokens == 128
     assert config.max_file_bytes == 1024 * 1024

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings
 from service.errors import ModelUnavailable, QueueFull
 from service.generation.backends import choose_backend
 from service.generation.base import GenerationEvent, RequestHandle, SamplingParams
@@ -28,7 +29,6 @@ from service.generation.vllm_protocol import (
     sse_data,
 )
 from service.generation.vllm_server import adapter_rank, server_lora_rank, vllm_python
-from service.settings import Settings
 
 GREEDY = SamplingParams(max_new_tokens=24, temperature=0)
 

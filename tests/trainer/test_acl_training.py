@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from core.settings import Settings
 from feedback import Store
 from feedback.errors import InvalidGolden
 from feedback.export import export_demonstrations, export_preferences, export_thumbs
 from feedback.export_csv import export_csv
 from feedback.golden import item_from_answer
 from rag.config import RagConfig
-from service.settings import Settings
 from tests.conftest import REPO
 from trainer.data import load_feedback, read_jsonl_thumbs
 from trainer.prompts import logged_prompts

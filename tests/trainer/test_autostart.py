@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from service.settings import Settings
+from core.settings import Settings
 
 
 def test_the_server_starts_and_stops_the_trainer(

@@ -128,8 +128,8 @@ def test_the_value_head_carries_across_refreshes(
 
 
 def test_rollouts_sample_as_the_service_answers() -> None:
+    from core.settings import Settings
     from service.answering import ChatInput
-    from service.settings import Settings
 
     cfg = PPOConfig()
     assert cfg.temperature == ChatInput.temperature and cfg.top_p == ChatInput.top_p

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings
 from rag.config import RagConfig
 from rag.search import Retriever
-from service.settings import Settings
 from tests.conftest import REPO
 from tests.service.tiny import tiny_tokenizer
 from tests.trainer.synthetic import Pair, Thumb
@@ -52,7 +52,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any, tokenizer: A
         shutil.copy(HANDBOOK / name, root / "docs" / name)
     ingest([root / "docs"], root / "index", RagConfig(), embedder=embedder)
     settings = Settings(data_dir=root / "var", index_dir=root / "index")
-    retriever = Retriever(root / "index", settings.rag_config(), embedder=embedder)
+    retriever = Retriever(root / "index", RagConfig.from_settings(settings), embedder=embedder)
     renderer = PromptRenderer(retriever, tokenizer, settings=settings, context_window=8192)
     rendered = renderer.render("Where is the HR department in Boston?")
     assert len(rendered.passages) >= 3 and not rendered.refused

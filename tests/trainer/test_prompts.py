@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from core.settings import Settings
 from feedback import Store
 from rag.config import RagConfig
 from rag.search import Retriever
-from service.settings import Settings
 from tests.conftest import REPO
 from tests.feedback.factory import FakeClock, make_record
 from tests.service.tiny import tiny_tokenizer
@@ -61,7 +61,7 @@ def golden() -> dict[str, GoldenItem]:
 def handbook_renderer(index: Path, embedder: Any, tmp_path: Path, **overrides: Any) -> PromptRenderer:
     groups = overrides.pop("groups", ())
     settings = Settings(data_dir=tmp_path / "var", index_dir=index, **overrides)
-    retriever = Retriever(index, settings.rag_config(), embedder=embedder)
+    retriever = Retriever(index, RagConfig.from_settings(settings), embedder=embedder)
     # the tiny tokenizer spends many tokens per word: a wide window keeps every passage in the prompt
     return PromptRenderer(retriever, tiny_tokenizer(), settings=settings, context_window=8192, groups=groups)
 
@@ -132,7 +132,7 @@ def test_the_renderer_renders_what_the_service_fed_its_policy(
         logged = sorted(store.list_answers(), key=lambda a: len(a.messages))
     assert [a.refused for a in logged] == [False, False]
     renderer = PromptRenderer(
-        Retriever(handbook_index, served.rag_config(), embedder=embedder),
+        Retriever(handbook_index, RagConfig.from_settings(served), embedder=embedder),
         settings=served,
         model=str(tiny_base),
     )

@@ -12,7 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from service.settings import Settings
+from core.settings import Settings
+from registry.gate import GateThresholds
 from service.versions import ModelDirectory
 from tests.conftest import REPO
 from trainer.config import DPOConfig, KTOConfig, PPOConfig, RefreshConfig, RewardConfig
@@ -171,7 +172,7 @@ def test_a_corpus_without_a_golden_set_gets_a_gate_report_naming_the_missing_che
     assert {"reward_win_rate", "kl", "length_drift"} <= set(details)
     assert "human win rate" in gate["note"]
     # the registry shows the same report for the candidate
-    stored = Registry(bare.models_dir, bare.gate_thresholds()).gate(result.candidate or "")
+    stored = Registry(bare.models_dir, GateThresholds.from_settings(bare)).gate(result.candidate or "")
     assert stored.not_run == ("similarity", "citations", "refusals")
 
 

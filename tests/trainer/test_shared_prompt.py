@@ -19,11 +19,11 @@ PAD = 0
 def answers() -> list[Encoded]:
     p, q = [5, 6, 7, 8, 9], [11, 12, 13]
     return [
-        Encoded(p + [20, 21, 22], len(p)),
-        Encoded(p + [23], len(p)),
-        Encoded(p + [24, 25], len(p)),
-        Encoded(q + [26, 27, 28, 29], len(q)),
-        Encoded(p + [30], len(p)),  # the same prompt again, not next to its group: a group of its own
+        Encoded([*p, 20, 21, 22], len(p)),
+        Encoded([*p, 23], len(p)),
+        Encoded([*p, 24, 25], len(p)),
+        Encoded([*q, 26, 27, 28, 29], len(q)),
+        Encoded([*p, 30], len(p)),  # the same prompt again, not next to its group: a group of its own
     ]
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from core.settings import Settings
 from feedback.stats import wilson_interval
-from service.settings import Settings
 from trainer.config import PPOConfig, RefreshConfig, RewardConfig
 from trainer.errors import DataError
 from trainer.prompts import GoldenItem

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service.settings import Settings
+from core.settings import Settings
 from trainer.errors import TrainerError
 from trainer.progress import STOP_FILE, Progress, Stopped, stop_request
 from trainer.runs import Run

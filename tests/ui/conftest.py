@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from service.settings import Settings
+from core.settings import Settings
 from tests.service.conftest import (  # noqa: F401  (fixtures, re-exported for tests/ui)
     client,
     make_client,

@@ -1,18 +1,16 @@
-"""One typed `Settings` for kbloop, read from `KBLOOP_*` environment variables (and `.env`) once."""
+"""One typed `Settings` for kbloop, read from `KBLOOP_*` environment variables (and `.env`) once.
+
+The packages build their own views of it (`rag.config.RagConfig.from_settings`,
+`registry.gate.GateThresholds.from_settings`), so this module imports no other kbloop package."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from rag.config import ChunkingConfig, RagConfig
-
-if TYPE_CHECKING:
-    from registry.gate import GateThresholds
 
 
 class Settings(BaseSettings):
@@ -213,20 +211,6 @@ class Settings(BaseSettings):
         600.0, gt=0, description="How long the managed vLLM server may take to answer /health."
     )
 
-    def gate_thresholds(self) -> GateThresholds:
-        from registry.gate import GateThresholds
-
-        return GateThresholds(
-            max_similarity_drop=self.gate_max_similarity_drop,
-            max_citation_drop=self.gate_max_citation_drop,
-            max_refusal_drop=self.gate_max_refusal_drop,
-            min_reward_win_rate=self.gate_min_reward_win_rate,
-            min_checks_win_rate=self.gate_min_checks_win_rate,
-            max_kl=self.gate_max_kl,
-            max_drift=self.gate_max_drift,
-            max_length_drift=self.gate_max_length_drift,
-        )
-
     @property
     def resolved_index_dir(self) -> Path:
         return self.index_dir or self.data_dir / "index"
@@ -243,19 +227,6 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "kbloop.db"
-
-    def rag_config(self) -> RagConfig:
-        return RagConfig(
-            embedder=self.embedder,
-            batch_size=self.embed_batch_size,
-            chunking=ChunkingConfig(
-                max_tokens=self.chunk_max_tokens,
-                overlap_tokens=self.chunk_overlap_tokens,
-                min_tokens=self.chunk_min_tokens,
-            ),
-            max_file_bytes=int(self.max_file_mb * 1024 * 1024),
-            fusion=self.fusion,
-        )
 
 
 @lru_cache

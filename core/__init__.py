@@ -1,0 +1,5 @@
+"""The bottom layer: what every package shares and nothing of ours is imported by.
+
+settings (the one typed `Settings`, read from `KBLOOP_*` once: `get_settings`). Nothing in core
+imports another kbloop package (tests/test_layers.py checks it).
+"""
