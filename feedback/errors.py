@@ -9,6 +9,9 @@ the server's problem.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import ClassVar
+
+from core.errors import KbloopError
 
 
 class FeedbackErrorCode(StrEnum):
@@ -27,26 +30,28 @@ class FeedbackErrorCode(StrEnum):
     DUPLICATE_GOLDEN = "duplicate_golden"
 
 
-class FeedbackError(Exception):
+class FeedbackError(KbloopError):
     """Base class: `code` says what went wrong, the message says what to do about it."""
 
-    code: FeedbackErrorCode = FeedbackErrorCode.STORE_CORRUPT
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    code: ClassVar[FeedbackErrorCode] = FeedbackErrorCode.STORE_CORRUPT
 
 
 class NotFoundError(FeedbackError):
     """An id names nothing in this store (404)."""
 
+    status = 404
+
 
 class InvalidInput(FeedbackError):
     """The caller sent a value it must fix before retrying (422)."""
 
+    status = 422
+
 
 class ConflictError(FeedbackError):
     """The write contradicts one already made; retrying the same request will not help (409)."""
+
+    status = 409
 
 
 class AnswerNotFound(NotFoundError):
@@ -71,6 +76,8 @@ class StoreUnavailable(FeedbackError):
     """The database cannot be opened or written (permissions, disk full, store closed)."""
 
     code = FeedbackErrorCode.STORE_UNAVAILABLE
+    status = 503
+    retry_after = 1
 
 
 class StoreFull(StoreUnavailable):
@@ -78,12 +85,16 @@ class StoreFull(StoreUnavailable):
     space is freed (no restart needed)."""
 
     code = FeedbackErrorCode.STORE_FULL
+    status = 507  # Insufficient Storage: retrying soon will not help
+    retry_after = 60
 
 
 class StoreBusy(FeedbackError):
     """Another connection held the write lock for longer than the busy timeout; retrying may work."""
 
     code = FeedbackErrorCode.STORE_BUSY
+    status = 503
+    retry_after = 1
 
 
 class InvalidRecord(InvalidInput):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import ClassVar
+
+from core.errors import KbloopError
 
 
 class RagErrorCode(StrEnum):
@@ -17,14 +20,12 @@ class RagErrorCode(StrEnum):
     INVALID_QUERY = "invalid_query"
 
 
-class RagError(Exception):
-    """Base class: `code` says what went wrong, the message says what to do about it."""
+class RagError(KbloopError):
+    """Base class: `code` says what went wrong, the message says what to do about it. Over HTTP,
+    retrieval that fails is the server's problem (503) unless a subclass says otherwise."""
 
-    code: RagErrorCode = RagErrorCode.INDEX_CORRUPT
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    code: ClassVar[RagErrorCode] = RagErrorCode.INDEX_CORRUPT
+    status: ClassVar[int] = 503
 
 
 class CorpusNotFound(RagError):
@@ -37,6 +38,8 @@ class EmptyCorpus(RagError):
 
 class IndexNotFound(RagError):
     code = RagErrorCode.INDEX_NOT_FOUND
+    retry_after = 30
+    hint = "run `kbloop ingest` first"
 
 
 class IndexCorrupt(RagError):
@@ -63,6 +66,7 @@ class MissingExtra(RagError):
 
 class InvalidQuery(RagError):
     code = RagErrorCode.INVALID_QUERY
+    status = 422
 
 
 def missing_extra(package: str, extra: str = "rag") -> MissingExtra:

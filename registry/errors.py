@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import ClassVar
 
+from core.errors import KbloopError
+
 
 class RegistryErrorCode(StrEnum):
     UNKNOWN_VERSION = "unknown_version"
@@ -15,13 +17,9 @@ class RegistryErrorCode(StrEnum):
     INVALID = "invalid_request"
 
 
-class RegistryError(Exception):
+class RegistryError(KbloopError):
     code: ClassVar[RegistryErrorCode] = RegistryErrorCode.INVALID
     status: ClassVar[int] = 422
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class UnknownVersion(RegistryError):

@@ -21,17 +21,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.errors import KbloopError, error_body, response_for
 from core.settings import Settings, get_settings
-from feedback.errors import (
-    ConflictError,
-    FeedbackError,
-    FeedbackErrorCode,
-    InvalidInput,
-    NotFoundError,
-    StoreFull,
-)
 from rag.config import RagConfig
-from rag.errors import IndexNotFound, InvalidQuery, RagError
+from rag.errors import IndexNotFound
 from service.api import answers, chat, conversations, feedback, golden, health, models
 from service.api.deps import AppState
 from service.auth import Authenticator, is_loopback, load_tokens
@@ -39,10 +32,6 @@ from service.errors import PayloadTooLarge, ServiceError, ServiceErrorCode
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
 
 
 def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_ui: bool = True) -> FastAPI:
@@ -163,12 +152,14 @@ def _install_error_handlers(app: FastAPI, state: AppState) -> None:
         state.metrics.errors.labels(code).inc()
         return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
-    @app.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-        if exc.status == 401:
-            headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
-        return respond(exc.status, exc.code.value, exc.message, headers)
+    @app.exception_handler(KbloopError)
+    async def named_error(_: Request, exc: KbloopError) -> JSONResponse:
+        """Every named error (service, retrieval, store, registry, trainer): its class says how."""
+        status, body, headers = response_for(exc)
+        if status >= 500 and not isinstance(exc, ServiceError):
+            log.error("%s failed: %s", type(exc).__module__.split(".")[0], exc.message)
+        state.metrics.errors.labels(body["error"]["code"]).inc()
+        return JSONResponse(body, status_code=status, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -185,31 +176,6 @@ def _install_error_handlers(app: FastAPI, state: AppState) -> None:
             return respond(422, ServiceErrorCode.INVALID_REQUEST.value, message)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return respond(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(RagError)
-    async def rag_error(_: Request, exc: RagError) -> JSONResponse:
-        if isinstance(exc, InvalidQuery):
-            return respond(422, exc.code.value, str(exc))
-        if isinstance(exc, IndexNotFound):
-            return respond(503, exc.code.value, f"{exc}; run `kbloop ingest` first", {"Retry-After": "30"})
-        log.error("retrieval failed: %s", exc)
-        return respond(503, exc.code.value, str(exc))
-
-    @app.exception_handler(FeedbackError)
-    async def store_error(_: Request, exc: FeedbackError) -> JSONResponse:
-        if isinstance(exc, NotFoundError):
-            return respond(404, exc.code.value, exc.message)
-        if isinstance(exc, InvalidInput):
-            return respond(422, exc.code.value, exc.message)
-        if isinstance(exc, ConflictError):
-            return respond(409, exc.code.value, exc.message)
-        log.error("store failed: %s", exc)
-        if isinstance(exc, StoreFull):  # 507 Insufficient Storage: retrying soon will not help
-            return respond(507, exc.code.value, exc.message, {"Retry-After": "60"})
-        status = (
-            503 if exc.code in (FeedbackErrorCode.STORE_BUSY, FeedbackErrorCode.STORE_UNAVAILABLE) else 500
-        )
-        return respond(status, exc.code.value, exc.message, {"Retry-After": "1"} if status == 503 else None)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

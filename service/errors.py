@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import ClassVar
 
+from core.errors import KbloopError
+
 
 class ServiceErrorCode(StrEnum):
     INVALID_REQUEST = "invalid_request"
@@ -21,14 +23,9 @@ class ServiceErrorCode(StrEnum):
     INTERNAL = "internal_error"
 
 
-class ServiceError(Exception):
+class ServiceError(KbloopError):
     code: ClassVar[ServiceErrorCode] = ServiceErrorCode.INTERNAL
     status: ClassVar[int] = 500
-
-    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
 
 
 class InvalidRequest(ServiceError):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import ClassVar
+
+from core.errors import KbloopError
 
 
 class TrainerErrorCode(StrEnum):
@@ -10,14 +13,10 @@ class TrainerErrorCode(StrEnum):
     INVALID_DATA = "invalid_data"
 
 
-class TrainerError(Exception):
+class TrainerError(KbloopError):
     """Base class: `code` says what went wrong, the message says what to do about it."""
 
-    code: TrainerErrorCode = TrainerErrorCode.TRAINING_FAILED
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    code: ClassVar[TrainerErrorCode] = TrainerErrorCode.TRAINING_FAILED
 
 
 class DataError(TrainerError):

@@ -53,7 +53,7 @@ def host_header(scope: Scope) -> str:
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    from service.app import error_body  # the API's error shape (service.app mounts this module)
+    from core.errors import error_body  # the API's error shape
 
     return JSONResponse(error_body(code, message), status_code=status)
 

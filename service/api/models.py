@@ -7,7 +7,6 @@ import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from registry.gate import GateThresholds
@@ -70,25 +69,14 @@ def _registry(state: AppState) -> Any:
     return Registry(state.settings.models_dir, GateThresholds.from_settings(state.settings))
 
 
-def _registry_error(exc: Exception) -> JSONResponse:
-    from registry.errors import RegistryError
-
-    assert isinstance(exc, RegistryError)
-    return JSONResponse({"error": {"code": str(exc.code), "message": exc.message}}, status_code=exc.status)
-
-
 def _event(event: Any) -> dict[str, Any]:
     return dataclasses.asdict(event)
 
 
 async def _call(state: AppState, body: Any) -> Any:
-    """Run a registry operation off the event loop; registry errors become their HTTP status."""
-    from registry.errors import RegistryError
-
-    try:
-        return await asyncio.to_thread(body, _registry(state))
-    except RegistryError as exc:
-        return _registry_error(exc)
+    """Run a registry operation off the event loop (a registry error is answered with its own HTTP
+    status by the app's handler for named errors)."""
+    return await asyncio.to_thread(body, _registry(state))
 
 
 @router.get("/api/models", responses=errors(401, 403, 422))
