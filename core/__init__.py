@@ -1,6 +1,8 @@
 """The bottom layer: what every package shares and nothing of ours is imported by.
 
-settings (the one typed `Settings`, read from `KBLOOP_*` once: `get_settings`) and errors (`KbloopError`,
-the base of every named error, with its HTTP status, retry-after and hint: one handler answers them). Nothing in core
-imports another kbloop package (tests/test_layers.py checks it).
+- settings: the one typed `Settings`, read from `KBLOOP_*` once (`get_settings`);
+- errors: `KbloopError`, the base of every named error, with its HTTP status, retry-after and hint
+  (one handler in the app answers them all).
+
+Nothing in core imports another kbloop package (tests/test_layers.py checks it).
 """
