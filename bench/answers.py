@@ -60,7 +60,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from bench.feedback import free_port  # noqa: E402
 from feedback.stats import wilson_interval  # noqa: E402
 from rag.lexical import STOPWORDS  # noqa: E402
-from service.prompting import INSTRUCTION  # noqa: E402
+from rag.prompting import INSTRUCTION  # noqa: E402
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 _WORD = re.compile(r"[a-z0-9']+")
@@ -275,8 +275,8 @@ def ask_all(
 ) -> list[dict[str, Any]]:
     import httpx
 
+    from rag.context import retrieve
     from rag.search import Retriever
-    from service.answering import retrieve
 
     settings = server.settings
     retriever = Retriever(settings.resolved_index_dir, RagConfig.from_settings(settings))

@@ -33,9 +33,9 @@ from bench.answers import corpus_groups, extractive, holds, load_questions, rate
 
 def evaluate(corpus: Path, questions: list[dict[str, Any]], data: Path) -> dict[str, Any]:
     from core.settings import Settings
+    from rag.context import retrieve
     from rag.extractive import extractive_answer
     from rag.search import Retriever
-    from service.answering import retrieve
 
     env = {**os.environ, "KBLOOP_DATA_DIR": str(data)}
     env.pop("KBLOOP_INDEX_DIR", None)

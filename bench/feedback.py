@@ -244,7 +244,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "feedback.json")
     args = parser.parse_args()
 
-    from service.policy import base_model_path
+    from registry.loading import base_model_path
 
     model = args.model or base_model_path("", REPO / "var" / "models")
     results: dict[str, Any] = {

@@ -543,7 +543,7 @@ def verify(db: Path, acks: Acks) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from service.policy import base_model_path
+    from registry.loading import base_model_path
 
     model = args.model or base_model_path("", REPO / "var" / "models")
     questions = [

@@ -46,7 +46,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from core.settings import Settings
-    from service.policy import base_model_path
+    from registry.loading import base_model_path
     from trainer.losses import token_logprobs
     from trainer.shared_prompt import Grouped, grouped_forward
     from trainer.tokens import Encoded, pad_right

@@ -244,7 +244,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "reward_hh.json")
     args = parser.parse_args()
 
-    from service.policy import base_model_path
+    from registry.loading import base_model_path
 
     base = base_model_path("", args.models_dir)
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

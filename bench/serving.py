@@ -16,7 +16,7 @@ One run, one model, the same prompts and greedy decoding everywhere, after a war
 
 Prompts are what the service sends: the handbook (examples/acme-handbook) is ingested into a temporary
 index, the first `--prompts` golden questions are searched (k = `--passages`), and the numbered passages
-plus the question (service/prompting.py) go through the tokenizer's chat template.
+plus the question (rag/prompting.py) go through the tokenizer's chat template.
 
 Equal lengths: the engine stops at an end-of-sequence token and `generate` is forced past it by
 `min_new_tokens`, so every rate is tokens the engine really generated (`completion_tokens`) divided by
@@ -49,10 +49,10 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from rag.prompting import Passage, build_messages  # noqa: E402
+from registry.loading import base_model_path, load_policy  # noqa: E402
 from service.generation.base import GenerationEvent, RequestHandle, SamplingParams  # noqa: E402
 from service.generation.engine import BatchingEngine  # noqa: E402
-from service.policy import base_model_path, load_policy  # noqa: E402
-from service.prompting import Passage, build_messages  # noqa: E402
 
 CORPUS = REPO / "examples" / "acme-handbook"
 
@@ -178,7 +178,7 @@ def golden_questions(golden_path: Path, n: int) -> list[str]:
 
 
 def make_prompts(tokenizer: Any, index: Path, questions: list[str], passages: int) -> list[list[int]]:
-    """Token ids of RAG prompts as the service builds them (service/prompting.py): the retrieved
+    """Token ids of RAG prompts as the service builds them (rag/prompting.py): the retrieved
     handbook passages and a golden question, through the tokenizer's chat template."""
     from rag.config import RagConfig
     from rag.search import Retriever

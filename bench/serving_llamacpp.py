@@ -243,8 +243,8 @@ def run(
 ) -> dict[str, Any]:
     """All llama.cpp arms; returns the results dict's `llamacpp` section."""
     from core.settings import Settings
+    from registry.versions import ModelDirectory
     from service.generation.backends import LlamaCppVersions, base_gguf, server_config
-    from service.versions import ModelDirectory
 
     threads = args.threads or os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="bench-llamacpp-"))

@@ -7,7 +7,7 @@
 
 1. A data directory (a temporary one, or `--data-dir`, whose index and converted base are reused when
    present): the handbook (examples/acme-handbook) is ingested with the service's settings, the bundled
-   SmolLM2-135M-Instruct GGUF is converted once (service.policy.base_model_path). The feedback store, the
+   SmolLM2-135M-Instruct GGUF is converted once (registry.loading.base_model_path). The feedback store, the
    model versions, the reward models and the runs always start empty, so the refresh trains its reward
    model from the policy base (no warm start) as a first refresh does.
 2. A feedback store seeded as employees would fill it: `--prompts` distinct questions (the golden
@@ -105,7 +105,7 @@ def prepare_data_dir(settings: Settings) -> dict[str, Any]:
     """Index and converted base (reused when present); an empty store, model directory, reward and runs."""
     from rag.index import current_version
     from rag.ingest import ingest
-    from service.policy import base_model_path
+    from registry.loading import base_model_path
 
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,7 @@ def paraphrase(question: str, prefix: str) -> str:
 def questions(renderer: PromptRenderer, items: Sequence[GoldenItem], n: int) -> tuple[list[Question], int]:
     """`n` distinct questions the service would answer (golden ones, then paraphrases), each rendered once;
     and how many it would refuse (left out)."""
-    from service.answering import retrieve
+    from rag.context import retrieve
 
     texts = [(item.question, item) for item in items]
     texts += [(paraphrase(item.question, prefix), item) for prefix in PREFIXES for item in items]
@@ -212,7 +212,7 @@ def seed_store(
     from feedback.records import AnswerRecord, Citation, RetrievedChunk
     from feedback.store import Store
     from feedback.timestamps import utc_now
-    from service.prompting import PROMPT_TEMPLATE_HASH
+    from rag.prompting import PROMPT_TEMPLATE_HASH
 
     rng = random.Random(seed)
     people = [f"employee-{i:02d}" for i in range(1, users + 1)]

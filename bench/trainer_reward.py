@@ -5,7 +5,7 @@
     python bench/trainer_reward.py --trl-checkpointing   # also TRL with its default gradient checkpointing
 
 Data: preference pairs built from the golden set (examples/acme-handbook/golden.jsonl, answerable
-questions). The prompt is what the service sends (service/prompting.py): one short passage from the
+questions). The prompt is what the service sends (rag/prompting.py): one short passage from the
 question's source document (the lines sharing most words with the golden answer, cut to fit) and the
 question, through the policy's chat template. The chosen answer is the golden answer citing [1]; the
 rejected one is (kind `other`) another question's golden answer, citing [1]; (`numbers`) the golden
@@ -69,8 +69,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from rag.evaluation import GoldenQuestion, load_golden  # noqa: E402
-from service.policy import base_model_path  # noqa: E402
-from service.prompting import Passage, question_message  # noqa: E402
+from rag.prompting import Passage, question_message  # noqa: E402
+from registry.loading import base_model_path  # noqa: E402
 
 CORPUS = REPO / "examples" / "acme-handbook"
 KINDS = ("other", "numbers", "rambling")

@@ -61,9 +61,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from core.settings import Settings
-    from service.policy import base_model_path
+    from registry.loading import base_model_path
+    from registry.versions import ModelDirectory
     from service.runtime import PolicyRuntime
-    from service.versions import ModelDirectory
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(

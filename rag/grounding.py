@@ -28,7 +28,7 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*(?:%|\b)")
 # two or more capitalised words in a row (Ananya Rao, Meridian Tech Park), or a word with inner capitals
 # or digits (SCADA, 4G, iPhone): the names an answer can get wrong
 _NAME = re.compile(r"\b[A-Z][a-z]+(?:[ -](?:[A-Z][a-z]+|[A-Z]{2,}))+\b|\b[A-Z]{2,}[A-Z0-9]*\b")
-# words that echo the prompt's scaffolding rather than answer (service/prompting.py writes it)
+# words that echo the prompt's scaffolding rather than answer (rag/prompting.py writes it)
 _ECHO = re.compile(
     r"(^|\n)\s*(question|answer briefly|passages?)\s*:|answer briefly using the passages|"
     r"\bthe passages? (?:\d+ |\[\d+\] )?(?:is|are) about\b|\bpassage \d+ (?:is|says|states)\b",

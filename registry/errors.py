@@ -15,6 +15,8 @@ class RegistryErrorCode(StrEnum):
     CONFLICT = "conflict"
     NOTHING_TO_ROLL_BACK = "nothing_to_roll_back"
     INVALID = "invalid_request"
+    MODEL_NOT_FOUND = "model_not_found"
+    MODEL_UNAVAILABLE = "model_unavailable"
 
 
 class RegistryError(KbloopError):
@@ -56,3 +58,17 @@ class NothingToRollBack(RegistryError):
 class InvalidRequest(RegistryError):
     code = RegistryErrorCode.INVALID
     status = 422
+
+
+class ModelNotFound(RegistryError):
+    """No model version has this id or alias."""
+
+    code = RegistryErrorCode.MODEL_NOT_FOUND
+    status = 404
+
+
+class ModelUnavailable(RegistryError):
+    """A model (base or adapter) cannot be loaded or served here: what to install or fix."""
+
+    code = RegistryErrorCode.MODEL_UNAVAILABLE
+    status = 503

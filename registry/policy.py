@@ -20,7 +20,7 @@ from registry.gate import GateThresholds
 
 if TYPE_CHECKING:
     from core.settings import Settings
-    from service.versions import ModelVersion
+    from registry.versions import ModelVersion
 
 
 @dataclass(frozen=True)

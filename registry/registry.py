@@ -1,6 +1,6 @@
 """Model versions and the aliases that serve them, with their full history (who, when, why).
 
-Versions are folders under DATA_DIR/models/versions/ (service/versions.py); their training report and
+Versions are folders under DATA_DIR/models/versions/ (registry/versions.py); their training report and
 gate result live in `training.json` beside the adapter. The aliases `champion`, `candidate` and
 `canary` (and the canary's traffic share) are kept in SQLite, DATA_DIR/models/registry.db, with one
 event row per change: the source of truth. The service reads `aliases.json`, a mirror written after
@@ -36,7 +36,7 @@ from registry.errors import (
     UnknownVersion,
 )
 from registry.gate import GateResult, GateThresholds, evaluate_gate
-from service.versions import ModelDirectory, ModelVersion, is_version_id
+from registry.versions import ModelDirectory, ModelVersion, is_version_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS aliases (

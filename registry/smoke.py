@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from core.settings import Settings
-    from service.versions import ModelVersion
+    from registry.versions import ModelVersion
 
 
 def smoke_test(version: ModelVersion, settings: Settings) -> None:
@@ -34,8 +34,8 @@ def smoke_test(version: ModelVersion, settings: Settings) -> None:
 def _smoke_transformers(version: ModelVersion, settings: Settings) -> None:
     import torch
 
+    from registry.loading import load_policy
     from registry.smoke_prompt import smoke_prompt
-    from service.policy import load_policy
 
     model, tokenizer = load_policy(version.base, version.adapter_path(settings.models_dir), settings.device)
     text = tokenizer.apply_chat_template(

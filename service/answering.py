@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,23 +20,22 @@ from core.settings import Settings
 from feedback.records import AnswerRecord, Citation, RetrievedChunk
 from feedback.store import Store
 from feedback.timestamps import utc_now
+from rag.context import render_prompt, retrieve
 from rag.extractive import candidate_sentences, extractive_answer
 from rag.grounding import StreamingCheck, coverage
+from rag.prompting import (
+    PROMPT_TEMPLATE_HASH,
+    STOP_STRINGS,
+    Passage,
+    attributed_numbers,
+    cited_numbers,
+    refusal_answer,
+)
 from rag.search import Retriever, SearchResult
 from service.auth import Identity
 from service.errors import GenerationFailed, GenerationTimeout, InvalidRequest
 from service.generation.base import Generator, SamplingParams
 from service.metrics import Metrics
-from service.prompting import (
-    PROMPT_TEMPLATE_HASH,
-    STOP_STRINGS,
-    Passage,
-    attributed_numbers,
-    build_messages,
-    cited_numbers,
-    refusal_answer,
-    retrieval_query,
-)
 from service.runtime import PolicyRuntime
 
 log = logging.getLogger(__name__)
@@ -297,60 +296,6 @@ class Answerer:
         )
         await asyncio.to_thread(self.store.record_answer, record)
         self.metrics.answers.labels(answer.model_version, "refused" if answer.refused else "answered").inc()
-
-
-@dataclass(frozen=True)
-class Retrieval:
-    """What an answer is built from: the search query, its result, the passages put in the prompt, and
-    whether the service refuses instead of calling the model."""
-
-    query: str
-    result: SearchResult
-    passages: list[Passage]
-    refused: bool
-
-
-def retrieve(
-    retriever: Retriever, settings: Settings, conversation: list[dict[str, str]], groups: Sequence[str]
-) -> Retrieval:
-    """Search for a conversation (user/assistant turns ending with the question) as the caller in
-    `groups` may see it; the trainer calls this too, to render prompts the way the service does."""
-    user_turns = [m["content"] for m in conversation if m["role"] == "user"]
-    query = retrieval_query(user_turns)[:4000]
-    result = retriever.search(query, settings.search_k, list(groups))
-    passages = [
-        Passage(i, h.chunk_id, h.source, h.title, h.section, h.text, tuple(h.groups))
-        for i, h in enumerate(result.hits[: settings.answer_passages], start=1)
-    ]
-    threshold = (
-        settings.refusal_threshold
-        if settings.refusal_threshold is not None
-        else retriever.calibration.threshold
-    )
-    return Retrieval(query, result, passages, result.confidence < threshold or not passages)
-
-
-def render_prompt(
-    tokenizer: Any,
-    context_window: int,
-    conversation: list[dict[str, str]],
-    passages: list[Passage],
-    max_tokens: int,
-) -> tuple[list[int], str]:
-    """The prompt the policy is fed, as token ids and text: `build_messages` within the context window
-    less `max_tokens`, through the tokenizer's chat template with the generation prompt."""
-    budget = max(context_window - max_tokens, 64)
-
-    def render(messages: list[dict[str, str]]) -> tuple[str, list[int]]:
-        text: str = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return text, list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    messages, _dropped = build_messages(conversation, passages, lambda m: len(render(m)[1]), budget)
-    text, ids = render(messages)
-    if len(ids) > budget:  # the question alone is longer than the context: keep its end
-        ids = ids[-budget:]
-        text = tokenizer.decode(ids)
-    return ids, text
 
 
 def _validate(messages: list[dict[str, str]]) -> list[dict[str, str]]:

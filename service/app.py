@@ -113,11 +113,11 @@ def _start(state: AppState, embedder: Any) -> None:
     from feedback.group_commit import GroupCommit
     from feedback.store import Store
     from rag.search import Retriever
+    from registry.loading import base_model_path
+    from registry.versions import ModelDirectory
     from service.answering import Answerer
     from service.datalock import hold_shared
-    from service.policy import base_model_path
     from service.runtime import PolicyRuntime
-    from service.versions import ModelDirectory
 
     settings = state.settings
     # shared with other servers; `kbloop restore` refuses while a server holds it (service.datalock)

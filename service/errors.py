@@ -6,6 +6,9 @@ from enum import StrEnum
 from typing import ClassVar
 
 from core.errors import KbloopError
+from registry.errors import ModelNotFound, ModelUnavailable
+
+__all__ = ["ModelNotFound", "ModelUnavailable"]  # the registry's: model versions and loading live there
 
 
 class ServiceErrorCode(StrEnum):
@@ -13,13 +16,11 @@ class ServiceErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
-    MODEL_NOT_FOUND = "model_not_found"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     QUEUE_FULL = "queue_full"
     NOT_READY = "not_ready"
     GENERATION_TIMEOUT = "generation_timeout"
     GENERATION_FAILED = "generation_failed"
-    MODEL_UNAVAILABLE = "model_unavailable"
     INTERNAL = "internal_error"
 
 
@@ -48,11 +49,6 @@ class NotFound(ServiceError):
     status = 404
 
 
-class ModelNotFound(ServiceError):
-    code = ServiceErrorCode.MODEL_NOT_FOUND
-    status = 404
-
-
 class PayloadTooLarge(ServiceError):
     code = ServiceErrorCode.PAYLOAD_TOO_LARGE
     status = 413
@@ -76,8 +72,3 @@ class GenerationTimeout(ServiceError):
 class GenerationFailed(ServiceError):
     code = ServiceErrorCode.GENERATION_FAILED
     status = 500
-
-
-class ModelUnavailable(ServiceError):
-    code = ServiceErrorCode.MODEL_UNAVAILABLE
-    status = 503

@@ -24,9 +24,9 @@ from collections import OrderedDict
 from pathlib import Path
 
 from core.settings import Settings
+from registry.versions import ModelDirectory, ModelVersion
 from service.generation.backends import LlamaCppVersions, VllmVersions, choose_backend
 from service.generation.base import Generator
-from service.versions import ModelDirectory, ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ class PolicyRuntime:
         if self._vllm is not None:
             keep = {*self._engines, version.id, *self.models.aliases().values()}
             return self._vllm.engine(version, keep)
+        from registry.loading import load_policy
         from service.generation.engine import BatchingEngine
-        from service.policy import load_policy
 
         model, tokenizer = load_policy(
             version.base, version.adapter_path(self.models.root), self.settings.device

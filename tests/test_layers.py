@@ -16,21 +16,11 @@ from tests.conftest import REPO
 LAYERS = {"core": 0, "rag": 1, "feedback": 1, "registry": 2, "trainer": 3, "service": 3, "ui": 4, "cli": 5}
 
 KNOWN: set[tuple[str, str]] = {
-    ("registry.policy", "service"),
-    ("registry.registry", "service"),
     ("registry.smoke", "service"),
     ("service.app", "trainer"),
     ("service.app", "ui"),
     ("service.cli", "trainer"),
-    ("trainer.cli", "service"),
-    ("trainer.data", "service"),
-    ("trainer.evaluation", "service"),
-    ("trainer.prompts", "service"),
-    ("trainer.publish", "service"),
-    ("trainer.refresh", "service"),
     ("trainer.simulate", "service"),
-    ("trainer.tokens", "service"),
-    ("trainer.verifiable", "service"),
 }
 
 

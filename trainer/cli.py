@@ -139,8 +139,8 @@ def _run(output: Path | None, kind: str, cfg: Any) -> Any:
 
 def _parent(name: str) -> tuple[Any, Any, Path | None]:
     """(model directory, version, adapter path) of the version to start from."""
-    from service.policy import base_model_path
-    from service.versions import ModelDirectory
+    from registry.loading import base_model_path
+    from registry.versions import ModelDirectory
 
     settings = _settings()
     models = ModelDirectory(settings.models_dir)

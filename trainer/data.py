@@ -50,7 +50,7 @@ from feedback.connection import rows
 from feedback.export import filters, pair_problem, pair_prompt, restricted_groups, thumb_problem
 from feedback.filters import time_window, where
 from feedback.timestamps import normalize_timestamp, utc_now
-from service.prompting import INSTRUCTION, QUESTION_FORMAT
+from rag.prompting import INSTRUCTION, QUESTION_FORMAT
 from trainer.errors import DataError
 
 if TYPE_CHECKING:

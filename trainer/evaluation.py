@@ -71,7 +71,7 @@ def says_refusal(answer: str) -> bool:
 
 
 def cites_source(answer: str, prompt: GoldenPrompt) -> bool:
-    from service.prompting import attributed_numbers, cited_numbers
+    from rag.prompting import attributed_numbers, cited_numbers
 
     passages = prompt.rendered.passages
     numbers = cited_numbers(answer, len(passages)) or attributed_numbers(answer, passages)
@@ -205,7 +205,7 @@ def evaluate_policy(
     phase: str = "golden answers",
 ) -> PolicyReport:
     """Load base (+ adapter), answer every golden prompt the retrieval would not refuse, score it."""
-    from service.policy import load_policy
+    from registry.loading import load_policy
 
     model, tokenizer = load_policy(base, adapter, device)
     to_answer = [i for i, p in enumerate(prompts) if not p.rendered.refused]
@@ -236,7 +236,7 @@ def answer_prompts(
     phase: str = "held-out answers",
 ) -> list[str]:
     """Answers of a version (sampled as served, fixed seed) to rendered prompts, e.g. held-out logged ones."""
-    from service.policy import load_policy
+    from registry.loading import load_policy
 
     model, tokenizer = load_policy(base, adapter, device)
     answers = generate_answers(

@@ -5,7 +5,7 @@ prompts the service logged.
   its sources, whether the knowledge base answers it, a category) as `GoldenItem`s, errors as
   DataError; `deployment_golden`: the deployment's own set (settings `golden_path`), maybe empty.
 - `PromptRenderer`: a question → the prompt the service would feed the policy, through the service's
-  own steps (service.answering `retrieve` with the service's settings, `render_prompt`: the passages,
+  own steps (rag.context `retrieve` with the service's settings, `render_prompt`: the passages,
   `build_messages`, the tokenizer's chat template with the generation prompt), and whether the service
   would refuse instead. `golden_demonstrations` makes golden answers SFT examples; `golden_prompts`
   makes golden questions PPO / evaluation prompts.
@@ -49,7 +49,7 @@ __all__ = [
 from feedback.connection import rows
 from feedback.filters import time_window, where
 from feedback.golden import GoldenItem
-from service.prompting import Passage
+from rag.prompting import Passage
 from trainer.data import Demonstration, Message, prompt_id, shared
 from trainer.errors import DataError
 
@@ -142,9 +142,9 @@ class PromptRenderer:
         the first search), and the tokenizer of `model` (default: the champion's base model, as the
         service serves it), loaded on first use."""
         from rag.search import Retriever
-        from service.errors import ModelNotFound
-        from service.policy import base_model_path
-        from service.versions import ModelDirectory
+        from registry.errors import ModelNotFound
+        from registry.loading import base_model_path
+        from registry.versions import ModelDirectory
 
         if model is None:
             directory = ModelDirectory(settings.models_dir)
@@ -181,7 +181,7 @@ class PromptRenderer:
 
     def render(self, question: str | Sequence[Message]) -> RenderedPrompt:
         """The prompt for a question (or a conversation of user/assistant turns ending with one)."""
-        from service.answering import render_prompt, retrieve
+        from rag.context import render_prompt, retrieve
 
         if isinstance(question, str):
             conversation = [{"role": "user", "content": question}]

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from service.versions import ModelDirectory, ModelVersion
+from registry.versions import ModelDirectory, ModelVersion
 from trainer.runs import now, write_json
 
 

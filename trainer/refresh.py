@@ -103,8 +103,8 @@ def refresh(
     embedder: Any = None,
 ) -> RefreshResult:
     """The configured pipeline on the store under `settings.data_dir`."""
-    from service.policy import base_model_path
-    from service.versions import ModelDirectory
+    from registry.loading import base_model_path
+    from registry.versions import ModelDirectory
 
     cfg = configs.refresh
     run_dir = run_dir or new_run_dir(settings.data_dir / "runs", "refresh")

@@ -3,7 +3,7 @@
 Training sees the prompt that serving rendered. Prompts are the service's rendered chat text (special
 tokens included), tokenized without adding special tokens. A prompt is never cut from the left: when
 prompt + response is over budget, `fit_prompt` drops the lowest-ranked passages and renders the prompt
-again with the service's own passage-dropping step (service.prompting `build_messages` and
+again with the service's own passage-dropping step (rag.prompting `build_messages` and
 `question_message`), inside the chat framing the service stored (system turn, history, generation
 header). The system turn, the question and passage [1] always stay; only when passage [1] alone is
 over budget is its own text shortened from its end. A prompt that is not a rendered RAG prompt (a
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from service.prompting import INSTRUCTION, QUESTION_FORMAT, Passage, build_messages
+from rag.prompting import INSTRUCTION, QUESTION_FORMAT, Passage, build_messages
 
 _QUESTION_START = QUESTION_FORMAT.split("{question}")[0].replace("{passages}", "")  # "\n\nQuestion: "
 _QUESTION_END = QUESTION_FORMAT.split("{question}")[1].replace("{instruction}", INSTRUCTION)
@@ -52,7 +52,7 @@ class RagPrompt:
         return self.prefix + self.content(passages) + self.suffix
 
     def content(self, passages: Sequence[str]) -> str:
-        from service.prompting import question_message
+        from rag.prompting import question_message
 
         return question_message(_as_passages(passages), self.question)
 

@@ -104,7 +104,7 @@ def check_score(prompt: str, response: str) -> float:
 
 def features(prompt: str, response: str) -> list[float]:
     """The components of a response to a rendered prompt, in `COMPONENTS` order."""
-    from service.prompting import parse_prompt
+    from rag.prompting import parse_prompt
 
     passages, question = parse_prompt(prompt)
     values = components(response, passages, question)

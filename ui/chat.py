@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import gradio as gr
 
 from feedback.votes import Reason
+from rag.prompting import Passage
 from service.answering import Answer, ChatInput
 from service.errors import NotReady, Unauthorized
-from service.prompting import Passage
 from ui import access
 from ui.errors import shown_to_user, toast, user_message
 from ui.render import answer_markdown, markdown_text, preview

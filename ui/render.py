@@ -24,7 +24,7 @@ _LINE_BREAKS = re.compile(r"\r\n?|\n")
 
 
 class SourceLike(Protocol):
-    """What a citation (feedback.records.Citation) or a passage (service.prompting.Passage) shares."""
+    """What a citation (feedback.records.Citation) or a passage (rag.prompting.Passage) shares."""
 
     @property
     def n(self) -> int: ...

@@ -18,6 +18,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.errors import KbloopError
 from service.answering import Answer, ChatInput, Delta
 from service.api.deps import AnswererDep, IdentityDep, StateDep
 from service.api.responses import errors
@@ -184,9 +185,9 @@ async def _sse(
                 )
                 break
             event = await anext(events)
-    except ServiceError as exc:
+    except KbloopError as exc:
         log.warning("stream failed: %s", exc)
-        yield f"data: {json.dumps({'error': {'code': exc.code.value, 'message': exc.message}})}\n\n"
+        yield f"data: {json.dumps({'error': {'code': str(exc.code), 'message': exc.message}})}\n\n"
     except StopAsyncIteration:
         pass
     yield "data: [DONE]\n\n"

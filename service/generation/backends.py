@@ -23,16 +23,16 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.errors import ModelUnavailable
+from registry.errors import ModelUnavailable
 from service.generation.llama_server import LlamaServer, convert_hf_folder, require_binary, server_binary
 from service.generation.vllm_server import adapter_rank, require_python, server_lora_rank, vllm_python
 
 if TYPE_CHECKING:
     from core.settings import Settings
+    from registry.versions import ModelVersion
     from service.generation.llamacpp import LlamaCppBackend, LlamaCppEngine, ServerConfig
     from service.generation.vllm import VllmBackend, VllmEngine
     from service.generation.vllm_server import VllmConfig
-    from service.versions import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def choose_backend(settings: Settings) -> str:
 
 def base_gguf(base: str, settings: Settings) -> Path:
     """The GGUF file llama.cpp loads for a version whose base is `base` (an HF folder)."""
-    from service.policy import BUNDLED_NAME, bundled_gguf
+    from registry.loading import BUNDLED_NAME, bundled_gguf
 
     folder = Path(base)
     is_bundled = folder.resolve() == (settings.models_dir / "base" / BUNDLED_NAME).resolve()

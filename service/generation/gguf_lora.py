@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.errors import ModelUnavailable
+from registry.errors import ModelUnavailable
 
 # PEFT's key for one adapted matrix: <prefix>.<module path>.lora_A.weight / lora_B.weight
 _PEFT_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<side>[AB])(?:\.default)?\.weight$")

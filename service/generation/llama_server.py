@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from service.errors import ModelUnavailable
+from registry.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.errors import ModelUnavailable
+from registry.errors import ModelUnavailable
 from service.generation.base import EngineStats, GenerationEvent, RequestHandle, SamplingParams, ServerEngine
 from service.generation.llama_server import LlamaServer
 

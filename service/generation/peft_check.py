@@ -15,7 +15,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from service.errors import ModelUnavailable
+from registry.errors import ModelUnavailable
 from service.generation.vllm_server import adapter_rank
 
 

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from service.errors import ModelUnavailable
+from registry.errors import ModelUnavailable
 from service.generation.base import SamplingParams
 
 SMOKE_TOKENS = 4

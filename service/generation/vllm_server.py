@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.errors import ModelUnavailable
+from registry.errors import ModelUnavailable
 from service.generation.llama_server import free_port
 
 log = logging.getLogger(__name__)

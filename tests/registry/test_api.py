@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from service.versions import ModelVersion
+from registry.versions import ModelVersion
 from tests.service.conftest import EMPLOYEE, OPERATOR, PARKING, ask
 from tests.service.test_versions import save_lora
 

@@ -9,7 +9,7 @@ from feedback.store import Store
 from feedback.timestamps import utc_now
 from registry.policy import apply_policies
 from registry.registry import Registry
-from service.versions import ModelDirectory
+from registry.versions import ModelDirectory
 from tests.feedback.factory import make_record
 from tests.registry.test_registry import PASSING, add_version
 

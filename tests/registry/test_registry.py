@@ -18,7 +18,7 @@ from registry.errors import (
     UnknownVersion,
 )
 from registry.registry import Registry
-from service.versions import ModelDirectory, ModelVersion
+from registry.versions import ModelDirectory, ModelVersion
 
 PASSING = {
     "evaluation": {

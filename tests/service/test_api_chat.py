@@ -6,7 +6,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from feedback.store import Store
-from service.prompting import PROMPT_TEMPLATE_HASH, REFUSAL_TEXT
+from rag.prompting import PROMPT_TEMPLATE_HASH, REFUSAL_TEXT
 from tests.service.conftest import PARKING, UNCOVERED, ask
 
 

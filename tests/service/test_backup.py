@@ -17,6 +17,7 @@ import pytest
 
 from feedback import Store
 from registry.registry import Registry
+from registry.versions import ModelDirectory, ModelVersion
 from service.backup import (
     BackupCorrupt,
     DataDirNotEmpty,
@@ -29,7 +30,6 @@ from service.backup import (
     verify,
 )
 from service.datalock import LOCK_FILE, DataDirInUse, hold_shared
-from service.versions import ModelDirectory, ModelVersion
 from tests.conftest import REPO
 from tests.feedback.factory import make_record
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import torch
 
+from registry.loading import placement
 from service.generation.base import SamplingParams
 from service.generation.engine import BatchingEngine
-from service.policy import placement
 from tests.service.tiny import tiny_model, tiny_tokenizer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
+from registry.versions import ModelDirectory, ModelVersion
 from service.errors import ModelUnavailable, QueueFull
 from service.generation.backends import LlamaCppVersions
 from service.generation.base import GenerationEvent, RequestHandle, SamplingParams
 from service.generation.gguf_lora import AdapterConversionFailed
 from service.generation.llama_server import convert_hf_folder, server_binary
-from service.versions import ModelDirectory, ModelVersion
 
 pytestmark = pytest.mark.skipif(
     server_binary() is None, reason="llama-server is not installed (make install builds it)"
@@ -35,7 +35,7 @@ def smol_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny LLaMA (2 layers, hidden 64) with the bundled SmolLM2 tokenizer, as an HF folder."""
     from transformers import AutoTokenizer
 
-    from service.policy import bundled_gguf
+    from registry.loading import bundled_gguf
     from tests.service.tiny import tiny_model
 
     gguf = bundled_gguf()

@@ -29,7 +29,7 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def real_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from service.policy import base_model_path
+    from registry.loading import base_model_path
 
     return Path(base_model_path("", tmp_path_factory.mktemp("parity-models")))
 
@@ -55,7 +55,7 @@ def transformers_greedy(
 ) -> tuple[Any, list[list[int]]]:
     import torch
 
-    from service.policy import load_policy
+    from registry.loading import load_policy
 
     model, tokenizer = load_policy(str(base), adapter, "cpu")
     out = []

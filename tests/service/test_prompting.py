@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from service.prompting import (
+from rag.prompting import (
     PROMPT_TEMPLATE_HASH,
     REFUSAL_TEXT,
     Passage,
@@ -62,7 +62,7 @@ def test_cited_numbers_and_refusal_text() -> None:
 
 
 def test_uncited_answers_are_attributed_by_shared_words() -> None:
-    from service.prompting import attributed_numbers
+    from rag.prompting import attributed_numbers
 
     answer = "1. The parking permit costs 45 dollars per month.\n2. Restart the VPN client when it drops."
     passages = [P2, P1]  # numbers 2 and 1, in that order

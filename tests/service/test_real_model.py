@@ -14,7 +14,7 @@ from core.settings import Settings
 @pytest.fixture(scope="session")
 def real_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled GGUF converted once per test session (~25 s)."""
-    from service.policy import base_model_path
+    from registry.loading import base_model_path
 
     models = tmp_path_factory.mktemp("real-models")
     base_model_path("", models)

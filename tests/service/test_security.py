@@ -582,7 +582,7 @@ def test_an_injected_document_cannot_reach_operator_actions(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from registry.registry import Registry
-    from service.versions import ModelVersion
+    from registry.versions import ModelVersion
 
     # answer checks off: the model's obeyed command must come back as plain text (with the checks on it
     # would be replaced by passage sentences), and still reach no operator action

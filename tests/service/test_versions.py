@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from service.errors import ModelNotFound
-from service.versions import ModelDirectory, ModelVersion
+from registry.errors import ModelNotFound
+from registry.versions import ModelDirectory, ModelVersion
 from tests.service.conftest import PARKING, ask
 
 

@@ -361,9 +361,9 @@ LONG = SamplingParams(max_new_tokens=1500, temperature=0.8, seed=1)
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One vLLM server for the module: the bundled SmolLM2-135M (converted to an HF folder), LoRA on."""
+    from registry.loading import base_model_path
+    from registry.versions import ModelDirectory
     from service.generation.backends import VllmVersions
-    from service.policy import base_model_path
-    from service.versions import ModelDirectory
 
     root = tmp_path_factory.mktemp("vllm")
     settings = Settings(
@@ -401,7 +401,7 @@ def add_lora_version(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from service.versions import ModelVersion
+    from registry.versions import ModelVersion
 
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.prompting import Passage, parse_prompt, question_message
+from rag.prompting import Passage, parse_prompt, question_message
 from trainer.composite import CompositeReward, agreement, cross_validated, fit_composite, fit_weights
 from trainer.verifiable import (
     COMPONENTS,

@@ -14,7 +14,7 @@ import pytest
 import trainer.data
 from feedback import Store
 from feedback.export import export_demonstrations, export_preferences, export_thumbs
-from service.prompting import Passage, question_message
+from rag.prompting import Passage, question_message
 from tests.conftest import REPO
 from tests.feedback.factory import FakeClock, make_record
 from tests.service.tiny import tiny_tokenizer

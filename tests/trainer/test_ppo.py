@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from service.policy import load_policy
+from registry.loading import load_policy
 from tests.trainer.synthetic import chat_prompt
 from trainer.config import PPOConfig
 from trainer.errors import TrainerError

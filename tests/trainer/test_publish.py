@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.versions import ModelDirectory
+from registry.versions import ModelDirectory
 from trainer import publish
 from trainer.publish import next_version_id, publish_candidate
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from core.settings import Settings
 from registry.gate import GateThresholds
-from service.versions import ModelDirectory
+from registry.versions import ModelDirectory
 from tests.conftest import REPO
 from trainer.config import DPOConfig, KTOConfig, PPOConfig, RefreshConfig, RewardConfig
 from trainer.errors import TrainerError

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from service.policy import load_policy
+from registry.loading import load_policy
 from tests.trainer.synthetic import Demo, chat_prompt
 from trainer.config import SFTConfig
 from trainer.errors import TrainerError

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pytest
 
 from feedback.records import Citation
+from rag.prompting import Passage
 from service.answering import Answer
-from service.prompting import Passage
 from ui.render import (
     EXTRACTIVE_NOTE,
     answer_markdown,

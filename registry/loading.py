@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.errors import ModelUnavailable
+from registry.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 

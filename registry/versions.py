@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from service.errors import ModelNotFound
+from registry.errors import ModelNotFound
 
 ALIASES = ("champion", "candidate", "canary")
 VERSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
