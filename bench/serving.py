@@ -210,7 +210,7 @@ def end_to_end(
     import uvicorn
 
     from core.settings import Settings
-    from service.app import create_app
+    from ui.server import create_app
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -166,7 +166,7 @@ def kbloop_http(
     import httpx
     import uvicorn
 
-    from service.app import create_app
+    from ui.server import create_app
 
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning")

@@ -9,7 +9,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -34,8 +34,14 @@ from service.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_ui: bool = True) -> FastAPI:
-    """The kbloop HTTP app, with the web UI at /ui. `embedder` lets tests share one loaded model."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    embedder: Any = None,
+    extensions: Sequence[Callable[[FastAPI, AppState], None]] = (),
+) -> FastAPI:
+    """The kbloop HTTP API. `extensions` add to it before the middleware (the web UI: ui.server, a
+    layer above, mounts itself this way); `embedder` lets tests share one loaded model."""
     settings = settings or get_settings()
     tokens = load_tokens(settings.tokens_file) if settings.tokens_file else {}
     auth = Authenticator(tokens, allow_anonymous=is_loopback(settings.host))
@@ -62,7 +68,7 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
         yield
         gc.unfreeze()  # back under the collector: an app closed in a longer-lived process is freed
         if state.trainer is not None:
-            from trainer.autostart import stop
+            from service.autostart import stop
 
             await asyncio.to_thread(stop, state.trainer)
         if state.runtime is not None:
@@ -86,8 +92,8 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    if mount_ui:
-        _mount_ui(app, state)
+    for extend in extensions:
+        extend(app, state)
     _install_error_handlers(app, state)
     _install_metrics_middleware(app, state)
     app.add_middleware(SingleQueryValues, skip="/ui")
@@ -98,15 +104,6 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, mount_
         wider={UI_UPLOAD_PATH: int(settings.max_file_mb * 1024 * 1024) + UPLOAD_FRAMING},
     )
     return app
-
-
-def _mount_ui(app: FastAPI, state: AppState) -> None:
-    try:
-        from ui.app import mount
-    except ImportError as exc:  # the `ui` extra (gradio) is not installed: the API still serves
-        log.warning("web UI disabled (%s); install it with: pip install -e '.[ui]'", exc)
-        return
-    mount(app, state)
 
 
 def _start(state: AppState, embedder: Any) -> None:
@@ -142,7 +139,7 @@ def _start(state: AppState, embedder: Any) -> None:
     state.metrics.track_engine(runtime.queue_depth, runtime.active)
     state.answerer = Answerer(settings, state.retriever, runtime, state.store, state.metrics)
     if settings.trainer_autostart:
-        from trainer.autostart import start
+        from service.autostart import start
 
         state.trainer = start(settings)
 

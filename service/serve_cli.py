@@ -23,8 +23,8 @@ def serve_command(
     try:
         import uvicorn
 
-        from service.app import create_app
         from service.auth import TokenFileError
+        from ui.server import create_app
     except ImportError as exc:
         print(f"error [missing_extra]: {exc}; install with: pip install -e '.[serve]'", file=sys.stderr)
         raise typer.Exit(2) from exc

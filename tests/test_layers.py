@@ -17,9 +17,8 @@ LAYERS = {"core": 0, "rag": 1, "feedback": 1, "registry": 2, "trainer": 3, "serv
 
 KNOWN: set[tuple[str, str]] = {
     ("registry.smoke", "service"),
-    ("service.app", "trainer"),
-    ("service.app", "ui"),
     ("service.cli", "trainer"),
+    ("service.serve_cli", "ui"),
     ("trainer.simulate", "service"),
 }
 

@@ -566,7 +566,7 @@ def _service(
     tokens.write_text(json.dumps({p.token: {"user": p.user, "role": "employee"} for p in people}))
     tokens.chmod(0o600)
     app_settings = settings.model_copy(update={"tokens_file": tokens})
-    with TestClient(create_app(app_settings, embedder=embedder, mount_ui=False)) as client:
+    with TestClient(create_app(app_settings, embedder=embedder)) as client:
         ready = client.get("/readyz")
         if ready.status_code != 200:
             raise SimulationError(f"the service is not ready: {ready.text[:300]}; run `kbloop ingest` first")

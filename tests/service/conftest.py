@@ -55,7 +55,7 @@ def make_settings(tmp_path: Path, fixture_index: Path, tiny_model_dir: Path) -> 
 
 @pytest.fixture
 def make_client(make_settings: Callable[..., Settings], embedder: Any) -> Iterator[Callable[..., TestClient]]:
-    from service.app import create_app
+    from ui.server import create_app
 
     clients: list[TestClient] = []
 

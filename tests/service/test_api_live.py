@@ -28,7 +28,7 @@ def server(
 ) -> Iterator[tuple[str, Any]]:
     import uvicorn
 
-    from service.app import create_app
+    from ui.server import create_app
 
     port = free_port()
     overrides = getattr(request, "param", {})  # settings for one test, through indirect parametrisation

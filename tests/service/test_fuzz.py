@@ -49,7 +49,7 @@ def operations() -> list[tuple[str, str, bool]]:
     app reads no files)."""
     from service.app import create_app
 
-    spec = create_app(Settings(), mount_ui=False).openapi()
+    spec = create_app(Settings()).openapi()
     return [
         (method.upper(), path, bool(op.get("parameters") or op.get("requestBody")))
         for path, ops in spec["paths"].items()
@@ -86,7 +86,7 @@ def fuzz_schema(
         request_timeout_s=60,
         tokens_file=tokens,
     )
-    app = create_app(app_settings, embedder=embedder, mount_ui=False)
+    app = create_app(app_settings, embedder=embedder)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)  # starts the lifespan
     assert app.state.kbloop.startup_error is None, app.state.kbloop.startup_error
     yield schema

@@ -24,7 +24,7 @@ def real_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_shipped_model_answers_with_the_right_citation(
     real_models_dir: Path, fixture_index: Path, tmp_path: Path, embedder: Any
 ) -> None:
-    from service.app import create_app
+    from ui.server import create_app
 
     model = real_models_dir / "base" / "smollm2-135m-instruct"
     settings = Settings(data_dir=tmp_path / "var", index_dir=fixture_index, model=str(model), device="cpu")

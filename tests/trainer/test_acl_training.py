@@ -76,7 +76,7 @@ def settings(tmp_path: Path, acl_index: Path, tiny_base: Path, embedder: Any) ->
         max_tokens_default=6, refusal_threshold=0.0, tokens_file=tokens,
         answer_checks=False,  # the tiny model's answers, unchecked: two samples differ, so choices make pairs
     )  # fmt: skip
-    with TestClient(create_app(settings, embedder=embedder, mount_ui=False)) as client:
+    with TestClient(create_app(settings, embedder=embedder)) as client:
         for token, question in ((MANAGER, BANDS), (EMPLOYEE, OFFICE)):
             auth = {"Authorization": f"Bearer {token}"}
             body = {"messages": [{"role": "user", "content": question}], "temperature": 1.0, "seed": 1}

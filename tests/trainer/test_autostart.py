@@ -14,7 +14,7 @@ from core.settings import Settings
 def test_the_server_starts_and_stops_the_trainer(
     tmp_path: Path, fixture_index: Path, tiny_base: Path, embedder: Any
 ) -> None:
-    from service.app import create_app
+    from ui.server import create_app
 
     settings = Settings(
         data_dir=tmp_path / "var",

@@ -111,7 +111,7 @@ def served(tmp_path: Path, handbook_index: Path, tiny_base: Path, embedder: Any)
         data_dir=tmp_path / "var", index_dir=handbook_index, model=str(tiny_base), device="cpu",
         max_tokens_default=8, refusal_threshold=0.0,
     )  # fmt: skip
-    with TestClient(create_app(settings, embedder=embedder, mount_ui=False)) as client:
+    with TestClient(create_app(settings, embedder=embedder)) as client:
         for messages in (
             [{"role": "user", "content": BOSTON}],
             [

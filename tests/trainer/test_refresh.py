@@ -48,7 +48,7 @@ def settings(tmp_path: Path, fixture_index: Path, tiny_base: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings, embedder: Any) -> Iterator[TestClient]:
-    from service.app import create_app
+    from ui.server import create_app
 
     with TestClient(create_app(settings, embedder=embedder)) as client:
         yield client

@@ -47,7 +47,7 @@ def make_live_server(
     go to the settings."""
     import uvicorn
 
-    from service.app import create_app
+    from ui.server import create_app
 
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
