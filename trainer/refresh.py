@@ -128,7 +128,7 @@ def refresh(
             started = time.perf_counter()
             from trainer.sft import train_sft
 
-            sft_cfg = dataclasses.replace(configs.sft, kl_limit=sft_kl_limit(configs))
+            sft_cfg = sft_with_kl_limit(configs)
             sft_run, _ = _phase(
                 run.root / "sft",
                 "sft",
@@ -224,13 +224,21 @@ def refresh(
         raise
 
 
-def sft_kl_limit(configs: RefreshConfigs) -> float:
-    """The KL to the champion SFT may spend before the policy update: `sft_kl_share` of that update's
-    budget (SFT's own `kl_limit` when it sets one)."""
-    if configs.sft.kl_limit > 0:
-        return configs.sft.kl_limit
+def sft_with_kl_limit(configs: RefreshConfigs) -> SFTConfig:
+    """SFT before the policy update may spend `sft_kl_share` of that update's KL budget (SFT's own
+    `kl_limit` when it sets one), measured as the update's budget check measures it: PPO's rollout
+    temperature and estimator, or DPO's and KTO's temperature-1 k1."""
     budgets = {"ppo": configs.ppo.kl_budget, "dpo": configs.dpo.kl_budget, "kto": configs.kto.kl_budget}
-    return configs.refresh.sft_kl_share * budgets[configs.refresh.algo]
+    limit = configs.sft.kl_limit or configs.refresh.sft_kl_share * budgets[configs.refresh.algo]
+    if configs.refresh.algo == "ppo":
+        return dataclasses.replace(
+            configs.sft,
+            kl_limit=limit,
+            kl_temperature=configs.ppo.temperature,
+            kl_estimator=configs.ppo.kl_estimator,
+            kl_max_new_tokens=configs.ppo.max_new_tokens,
+        )
+    return dataclasses.replace(configs.sft, kl_limit=limit)
 
 
 def _data(

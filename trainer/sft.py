@@ -128,6 +128,8 @@ class KLBound:
                 max_new_tokens=self.cfg.kl_max_new_tokens,
                 max_prompt_tokens=max(self.cfg.max_length - self.cfg.kl_max_new_tokens, 1),
                 seed=self.cfg.seed * 7919 + epoch,
+                temperature=self.cfg.kl_temperature,
+                estimator=self.cfg.kl_estimator,
             )
         unwrapped.train(was_training)
         if self.accelerator.num_processes > 1:  # every process takes the same decision

@@ -293,3 +293,17 @@ def test_cli_help_lists_config_fields_and_rejects_bad_choices(tmp_path: Path) ->
         app, ["eval", "reward", "--model", str(tmp_path), "--pairs", str(tmp_path / "p.jsonl")]
     )
     assert missing.exit_code == 2 and "not a reward model folder" in missing.output
+
+
+def test_sft_before_ppo_may_spend_half_the_budget_measured_as_ppo_measures_it() -> None:
+    from trainer.config import PPOConfig, RefreshConfig
+    from trainer.refresh import RefreshConfigs, sft_with_kl_limit
+
+    configs = RefreshConfigs(
+        refresh=RefreshConfig(algo="ppo", sft_kl_share=0.5),
+        ppo=PPOConfig(kl_budget=12.0, temperature=0.7, kl_estimator="k3", max_new_tokens=48),
+    )
+    sft = sft_with_kl_limit(configs)
+    assert (sft.kl_limit, sft.kl_temperature, sft.kl_estimator, sft.kl_max_new_tokens) == (6.0, 0.7, "k3", 48)
+    dpo = sft_with_kl_limit(RefreshConfigs(refresh=RefreshConfig(algo="dpo", sft_kl_share=0.25)))
+    assert (dpo.kl_limit, dpo.kl_temperature, dpo.kl_estimator) == (3.0, 1.0, "k1")
