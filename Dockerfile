@@ -58,7 +58,7 @@ RUN pip install '.[rag,serve,train,ui]' \
     && pip uninstall -y kbloop
 
 # The code. Editable, as `make run` installs it: the trainer reads the golden set from examples/ next
-# to its package, and `python -m trainer` (accelerate launch) runs from here.
+# to its package, and `python -m cli.train` (accelerate launch) runs from here.
 COPY . .
 RUN pip install --no-deps -e . \
     && useradd --create-home --uid 10001 --user-group kbloop \

@@ -175,7 +175,7 @@ class Server:
 
 
 def cli(args: list[str], env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=REPO, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, env=env, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
 
 
@@ -226,7 +226,7 @@ def start(corpus: Path, data: Path, model: str) -> Server:
     env["KBLOOP_TOKENS_FILE"] = str(tokens)
     log = data / "server.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--log-level", "warning"],
+        process = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--log-level", "warning"],
                                    cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()

@@ -39,7 +39,7 @@ def evaluate(corpus: Path, questions: list[dict[str, Any]], data: Path) -> dict[
 
     env = {**os.environ, "KBLOOP_DATA_DIR": str(data)}
     env.pop("KBLOOP_INDEX_DIR", None)
-    subprocess.run([sys.executable, "-m", "service.cli", "ingest", "--quiet", str(corpus)], cwd=REPO, env=env,
+    subprocess.run([sys.executable, "-m", "cli", "ingest", "--quiet", str(corpus)], cwd=REPO, env=env,
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     settings = Settings(data_dir=data, index_dir=None, tokens_file=None)
     retriever = Retriever(settings.resolved_index_dir, RagConfig.from_settings(settings))

@@ -86,7 +86,7 @@ def start_server(data: Path, port: int, model: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "KBLOOP_DATA_DIR": str(data), "KBLOOP_PORT": str(port), "KBLOOP_HOST": "127.0.0.1",
            "KBLOOP_MODEL": model, "KBLOOP_MAX_BODY_KB": "64"}  # fmt: skip
     log = (data / "server.log").open("wb")
-    return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--log-level", "warning"],
+    return subprocess.Popen([sys.executable, "-m", "cli", "serve", "--log-level", "warning"],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
 
 

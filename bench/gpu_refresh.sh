@@ -26,14 +26,14 @@ PY
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv || true
 data=${DATA_DIR:-$(mktemp -d -t kbloop-gpu-refresh-XXXX)}
 echo "data dir: $data" >&2
-KBLOOP_DATA_DIR=$data "$python" -m service.cli ingest --quiet examples/acme-handbook
+KBLOOP_DATA_DIR=$data "$python" -m cli.app ingest --quiet examples/acme-handbook
 started=$(date +%s)
 # shellcheck disable=SC2086
-timeout 1500 "$python" -m service.cli simulate --data-dir "$data" --rounds 1 --questions 0 --asks 3 \
+timeout 1500 "$python" -m cli.app simulate --data-dir "$data" --rounds 1 --questions 0 --asks 3 \
     --heldout 16 --heldout-samples 0 --golden examples/acme-handbook/golden.jsonl --max-tokens 160 \
     --ppo-iterations 24 --ppo-rollouts 16 --reward-epochs 3 --reward-max-steps 0 --concurrency 16 \
     --out bench/results/gpu-refresh.json ${SIMULATE_ARGS:-}
 echo "simulate round (feedback + refresh + gate + canary): $(( $(date +%s) - started )) s" >&2
-"$python" -m service.cli simulate-judge v0002 v0001 --data-dir "$data" --max-tokens 160 --concurrency 16 \
+"$python" -m cli.app simulate-judge v0002 v0001 --data-dir "$data" --max-tokens 160 --concurrency 16 \
     --golden bench/questions/extra-heldout.jsonl --out bench/results/gpu-refresh-judge.json
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv || true

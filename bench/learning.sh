@@ -25,12 +25,12 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false KBLO
 export KBLOOP_ANSWER_CHECKS=${KBLOOP_ANSWER_CHECKS:-false}
 cd "$repo"
 echo "data dir: $data" >&2
-KBLOOP_DATA_DIR=$data "$python" -m service.cli ingest --quiet "${CORPUS:-examples/acme-handbook}"
+KBLOOP_DATA_DIR=$data "$python" -m cli.app ingest --quiet "${CORPUS:-examples/acme-handbook}"
 # shellcheck disable=SC2086
-"$python" -m service.cli simulate --data-dir "$data" --rounds 1 --questions 0 --asks 3 --heldout 16 \
+"$python" -m cli.app simulate --data-dir "$data" --rounds 1 --questions 0 --asks 3 --heldout 16 \
     --heldout-samples 0 --eval-limit 32 --golden "$golden" --algo "$algo" --preference "$preference" --seed "$seed" \
     --out "bench/results/$name.json" ${SIMULATE_ARGS:-}
 # shellcheck disable=SC2086
-"$python" -m service.cli simulate-judge v0002 v0001 --data-dir "$data" --preference "$preference" \
+"$python" -m cli.app simulate-judge v0002 v0001 --data-dir "$data" --preference "$preference" \
     --seed "$seed" --golden bench/questions/extra-heldout.jsonl --concurrency 2 \
     --out "bench/results/$name-judge.json" ${JUDGE_ARGS:-}

@@ -164,7 +164,7 @@ def server_env(data: Path, port: int, args: argparse.Namespace, model: str) -> d
 def ingest(env: dict[str, str]) -> float:
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "service.cli", "ingest", "--quiet", str(CORPUS)],
+        [sys.executable, "-m", "cli", "ingest", "--quiet", str(CORPUS)],
         cwd=REPO,
         env=env,
         check=True,
@@ -558,7 +558,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log_path = data / "server.log"
         with log_path.open("wb") as log:
             server = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "serve", "--log-level", "warning"],
+                [sys.executable, "-m", "cli", "serve", "--log-level", "warning"],
                 cwd=REPO,
                 env=env,
                 stdout=log,

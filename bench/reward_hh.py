@@ -14,7 +14,7 @@ file, the tokenizer, the max length and the seed).
 
 - ours: the real commands, in subprocesses, with the CPU defaults of `RewardConfig` except
   `--max-length` and `--heldout-fraction 0` (the test file is the held-out set):
-  `python -m trainer reward --from-jsonl train.jsonl ...` then `kbloop eval reward --pairs test.jsonl`.
+  `python -m cli.train reward --from-jsonl train.jsonl ...` then `kbloop eval reward --pairs test.jsonl`.
 - trl: `trl.RewardTrainer` with TRL's defaults (lr 1e-4, linear decay, AdamW, random order) on the same
   train pairs, the same batch size, and exactly as many optimizer steps as ours takes by default (one
   epoch: `--train` / `--batch-size`; `--steps` overrides), the same LoRA adapter as ours
@@ -163,7 +163,7 @@ def arm_ours(base: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     out = args.work / "ours-model"
     work, length = args.work, str(args.max_length)
-    train = [sys.executable, "-m", "trainer", "reward", "--from-jsonl", str(work / "train.jsonl"),
+    train = [sys.executable, "-m", "cli.train", "reward", "--from-jsonl", str(work / "train.jsonl"),
              "--heldout-fraction", "0", "--max-length", length, "--batch-size", str(args.batch_size),
              "--seed", str(args.seed), "--device", "cpu", "--output", str(out)]  # fmt: skip
     train += [x for opt in args.ours_option for x in opt.split("=", 1)]
@@ -172,7 +172,7 @@ def arm_ours(base: str, args: argparse.Namespace) -> dict[str, Any]:
     train_s = time.perf_counter() - started
     manifest = json.loads((out / "manifest.json").read_text())
     started = time.perf_counter()
-    evaluate = [sys.executable, "-c", "from service.cli import app; app()", "eval", "reward",
+    evaluate = [sys.executable, "-c", "from cli.app import app; app()", "eval", "reward",
                 "--model", str(out / "output"), "--pairs", str(work / "test.jsonl"), "--max-length", length,
                 "--device", "cpu", "--json", "--margins-out", str(work / "ours-margins.json")]  # fmt: skip
     report = json.loads(

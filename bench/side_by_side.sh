@@ -29,9 +29,9 @@ EOF
 echo "feedback up to $until" >&2
 for algo in dpo kto; do
     kind=$([ "$algo" = dpo ] && echo preferences || echo thumbs)
-    "$python" -m service.cli export "$kind" --until "$until" --model-version v0001 --out "$data/side-$algo.jsonl"
+    "$python" -m cli.app export "$kind" --until "$until" --model-version v0001 --out "$data/side-$algo.jsonl"
     log=$data/side-$algo.log
-    "$python" -m service.cli train "$algo" --from-jsonl "$data/side-$algo.jsonl" --parent v0001 \
+    "$python" -m cli.app train "$algo" --from-jsonl "$data/side-$algo.jsonl" --parent v0001 \
         --seed "$seed" --output "$data/runs/side-$algo" 2>&1 | tee "$log"
     version=$(grep -o 'registered v[0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     if [ -z "$version" ]; then
@@ -39,7 +39,7 @@ for algo in dpo kto; do
         continue
     fi
     # shellcheck disable=SC2086
-    "$python" -m service.cli simulate-judge "$version" v0001 --data-dir "$data" --preference "$preference" \
+    "$python" -m cli.app simulate-judge "$version" v0001 --data-dir "$data" --preference "$preference" \
         --seed "$seed" --golden bench/questions/extra-heldout.jsonl --concurrency 2 --samples 0 \
         --out "bench/results/side-$algo-$preference-s$seed-judge.json" ${JUDGE_ARGS:-}
 done

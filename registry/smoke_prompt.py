@@ -14,7 +14,7 @@ FALLBACK = "What does the knowledge base cover?"
 
 
 def smoke_prompt(settings: Settings) -> str:
-    """A short question to load a version with and answer (registry.smoke)."""
+    """A short question to load a version with and answer (service.smoke)."""
     from feedback.errors import InvalidGolden
     from feedback.golden import golden_set
 

@@ -29,7 +29,7 @@ def start(settings: Settings) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
         "-m",
-        "service.cli",
+        "cli.app",
         "trainer",
         "run",
         "--min-feedback",

@@ -139,7 +139,7 @@ def start_refresh_process(data_dir: Path) -> tuple[int, Path]:
     command = [
         sys.executable,
         "-c",
-        "from service.cli import app; app()",
+        "from cli.app import app; app()",
         "trainer",
         "run",
         "--once",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.app import app
 from feedback.errors import DuplicateGolden, InvalidGolden
 from feedback.golden import (
     GoldenItem,
@@ -26,7 +27,6 @@ from feedback.golden import (
     split_of,
     with_splits,
 )
-from service.cli import app
 from tests.conftest import REPO
 
 ACME = REPO / "examples" / "acme-handbook" / "golden.jsonl"

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from registry.registry import Registry
-from registry.smoke import smoke_test
 from registry.versions import ModelVersion
 from service.generation.llama_server import server_binary
 from service.runtime import canary_bucket
+from service.smoke import smoke_test
 from tests.service.conftest import PARKING, ask
 from tests.service.test_llamacpp import smol_tiny_dir, smol_tiny_gguf
 from tests.service.test_versions import save_lora

@@ -190,7 +190,7 @@ def test_pair_positions_follow_the_random_draw(client: TestClient) -> None:
 def test_kbloop_export_cli(client: TestClient, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from service.cli import app
+    from cli.app import app
 
     aid = answer_id(client)
     client.post(f"/api/answers/{aid}/vote", json={"value": "down", "reasons": ["incomplete"]})

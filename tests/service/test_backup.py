@@ -396,7 +396,7 @@ def paused(*args, **kwargs):
     return result
 
 backup.{target} = paused
-from service.cli import app
+from cli.app import app
 app(["restore", sys.argv[1], "--force", "--quiet"])
 """
 
@@ -504,8 +504,8 @@ def test_cli_backup_restore_and_named_errors(
 ) -> None:
     from typer.testing import CliRunner
 
+    from cli.app import app
     from core.settings import get_settings
-    from service.cli import app
 
     monkeypatch.setenv("KBLOOP_DATA_DIR", str(data))
     monkeypatch.delenv("KBLOOP_INDEX_DIR", raising=False)

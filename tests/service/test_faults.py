@@ -226,7 +226,7 @@ class Server:
                "KBLOOP_MAX_TOKENS_DEFAULT": "8"}  # fmt: skip
         self.log = log
         with log.open("ab") as out:
-            command = [sys.executable, "-m", "service.cli", "serve", "--log-level", "warning"]
+            command = [sys.executable, "-m", "cli", "serve", "--log-level", "warning"]
             self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 180) -> dict[str, Any]:
@@ -339,7 +339,7 @@ def paused(*args, **kwargs):
     return real(*args, **kwargs)
 
 module.{name} = paused
-from service.cli import app
+from cli.app import app
 app(["ingest", sys.argv[1], "--index", sys.argv[2], "--quiet"])
 """
 

@@ -301,7 +301,7 @@ def test_corrupt_adapter_is_refused_by_name_and_the_previous_version_keeps_servi
 
 
 def test_smoke_test_on_llamacpp_converts_loads_and_answers(served: Any, smol_tiny_dir: Path) -> None:
-    from registry.smoke import smoke_test
+    from service.smoke import smoke_test
 
     settings, directory, _, _ = served
     tuned = add_adapter_version(directory, smol_tiny_dir, "v0002")

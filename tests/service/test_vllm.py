@@ -566,10 +566,10 @@ def test_canary_promotion_and_rollback_through_the_app_drop_no_request(stack: An
 
 @needs_vllm
 def test_the_registry_smoke_test_loads_answers_and_unloads_on_vllm(stack: Any) -> None:
-    """registry.smoke on the vLLM backend (here the module's server as KBLOOP_VLLM_URL): the adapter is
+    """service.smoke on the vLLM backend (here the module's server as KBLOOP_VLLM_URL): the adapter is
     loaded under a name of its own, answers, and is unloaded; a bad one raises by name."""
-    from registry.smoke import smoke_test
     from service.generation.backends import smoke_version_vllm
+    from service.smoke import smoke_test
 
     settings, directory, versions, base = stack
     versions.engine(base, keep={base.id})

@@ -29,7 +29,7 @@ def test_two_processes_train_and_publish_one_reward_model(tmp_path: Path, tiny_b
     env = {**os.environ, "KBLOOP_DATA_DIR": str(tmp_path / "var"), "KBLOOP_MODEL": str(tiny_base)}
     out = tmp_path / "run"
     done = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "-m", "trainer", "reward", "--from-jsonl", str(pairs),
+        [str(torchrun), "--nproc_per_node", "2", "-m", "cli.train", "reward", "--from-jsonl", str(pairs),
          "--output", str(out), "--device", "cpu", "--epochs", "2", "--batch-size", "2",
          "--learning-rate", "1e-3"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
@@ -60,7 +60,7 @@ def test_a_launch_without_output_is_refused_clearly(tmp_path: Path, tiny_base: P
         "RANK": "0",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "trainer", "reward", "--from-jsonl", str(pairs), "--device", "cpu"],
+        [sys.executable, "-m", "cli.train", "reward", "--from-jsonl", str(pairs), "--device", "cpu"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2

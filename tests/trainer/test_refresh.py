@@ -179,10 +179,10 @@ def test_a_corpus_without_a_golden_set_gets_a_gate_report_naming_the_missing_che
 def test_one_stable_split_for_every_seed_and_rollouts_from_the_train_side(
     client: TestClient, settings: Settings, embedder: Any, tmp_path: Path
 ) -> None:
+    from simulation.simulate import _reseeded
     from trainer.data import prompt_id
     from trainer.refresh import _data
     from trainer.runs import Run
-    from trainer.simulate import _reseeded
 
     collect_feedback(client, rounds=1)
     sides = []
@@ -271,7 +271,7 @@ def test_worker_triggers_lock_and_failure(client: TestClient, settings: Settings
 
 
 def test_cli_help_lists_config_fields_and_rejects_bad_choices(tmp_path: Path) -> None:
-    from service.cli import app
+    from cli.app import app
 
     runner = CliRunner()
     out = runner.invoke(app, ["train", "ppo", "--help"], terminal_width=200)

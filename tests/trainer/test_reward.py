@@ -182,7 +182,7 @@ def test_eval_reward_cli_reports_accuracy_with_an_interval_and_margins(
 ) -> None:
     from typer.testing import CliRunner
 
-    from service.cli import app
+    from cli.app import app
 
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(

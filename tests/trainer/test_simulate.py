@@ -18,12 +18,7 @@ from typer.testing import CliRunner
 
 from core.settings import Settings
 from feedback.stats import wilson_interval
-from trainer.config import PPOConfig, RefreshConfig, RewardConfig
-from trainer.errors import DataError
-from trainer.prompts import GoldenItem
-from trainer.refresh import RefreshConfigs
-from trainer.simulate import SimulationConfig, SimulationError, judge, simulate, summarize, write_results
-from trainer.simulated_users import (
+from simulation.employees import (
     ConciseCitedPreference,
     Employee,
     QuestionBank,
@@ -32,6 +27,11 @@ from trainer.simulated_users import (
     fact_recall,
     key_facts,
 )
+from simulation.simulate import SimulationConfig, SimulationError, judge, simulate, summarize, write_results
+from trainer.config import PPOConfig, RefreshConfig, RewardConfig
+from trainer.errors import DataError
+from trainer.prompts import GoldenItem
+from trainer.refresh import RefreshConfigs
 
 HR = GoldenItem(
     "a-001",
@@ -314,7 +314,7 @@ def test_operate_follows_the_promotion_rule(
     act: bool, override: bool, gate: bool, expected: tuple[Any, ...]
 ) -> None:
     from registry.policy import Decision
-    from trainer.simulate import Loop
+    from simulation.simulate import Loop
 
     cfg = SimulationConfig(override=override)
     loop = Loop(None, None, cfg, QuestionBank((), ()), Shorter(), [], print)  # type: ignore[arg-type]
@@ -351,7 +351,7 @@ def test_summary_targets() -> None:
 
 
 def test_cli_lists_options_and_rejects_unknown_preference(tmp_path: Path) -> None:
-    from service.cli import app
+    from cli.app import app
 
     runner = CliRunner()
     out = runner.invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})  # rich cuts long names at 80
@@ -375,7 +375,7 @@ def test_cli_lists_options_and_rejects_unknown_preference(tmp_path: Path) -> Non
 def test_a_failed_generation_is_asked_again_and_other_errors_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from trainer import simulate as sim
+    from simulation import simulate as sim
 
     monkeypatch.setattr(sim.time, "sleep", lambda s: None)
 

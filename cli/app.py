@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import typer
 
-from feedback.cli import export_command
-from feedback.golden_cli import golden_app
-from rag.cli import index_app
-from rag.cli import register as register_rag
-from registry.cli import models_app
-from service.backup_cli import backup_command, restore_command
-from service.serve_cli import serve_command
-from trainer.cli import eval_app, train_app, trainer_app
-from trainer.simulate import judge_command, simulate_command
+from cli.backup import backup_command, restore_command
+from cli.export import export_command
+from cli.golden import golden_app
+from cli.models import models_app
+from cli.rag import index_app
+from cli.rag import register as register_rag
+from cli.serve import serve_command
+from cli.train import eval_app, train_app, trainer_app
+from simulation.simulate import judge_command, simulate_command
 
 app = typer.Typer(
     name="kbloop",

@@ -636,3 +636,9 @@ def trainer_stop_command() -> None:
 
 def main() -> None:  # pragma: no cover
     train_app(sys.argv[1:])
+
+
+if (
+    __name__ == "__main__"
+):  # `python -m cli.train ...` = `kbloop train ...` (`accelerate launch -m cli.train`)
+    train_app(prog_name="python -m cli.train")

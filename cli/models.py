@@ -36,7 +36,7 @@ def _smoke(enabled: bool) -> Any:
     if not enabled:
         return None
     from core.settings import Settings
-    from registry.smoke import smoke_test
+    from service.smoke import smoke_test
 
     settings = Settings()
     return lambda version: smoke_test(version, settings)

@@ -50,10 +50,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from registry.gate import GateThresholds
+from simulation.employees import PREFERENCES, Employee, Preference, QuestionBank, employees
 from trainer.config import RewardConfig, SFTConfig
 from trainer.errors import TrainerError
 from trainer.prompts import GoldenItem
-from trainer.simulated_users import PREFERENCES, Employee, Preference, QuestionBank, employees
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -385,7 +385,7 @@ class Loop:
 
     def round(self, round_no: int, configs: RefreshConfigs, embedder: Any) -> dict[str, Any]:
         from registry.registry import Registry
-        from registry.smoke import smoke_test
+        from service.smoke import smoke_test
         from trainer.refresh import refresh
         from trainer.runs import new_run_dir
         from trainer.worker import refresh_lock
