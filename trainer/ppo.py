@@ -132,6 +132,11 @@ class Rollouts:
     returns: torch.Tensor
 
 
+def kl_of(kl: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean KL per response of per-token KL values (answers, width)."""
+    return float((kl * mask).sum(dim=1).mean())
+
+
 def mini_batches(order: Sequence[int], sizes: Sequence[int], rows: int) -> list[list[int]]:
     """Groups in `order`, cut into mini-batches of whole groups holding at least `rows` answers each
     (the last may hold fewer)."""
@@ -394,6 +399,7 @@ class PPOTrainer:
             unit="iter",
         )
         last: dict[str, float] = {}
+        before_update: list[dict[str, torch.Tensor]] | None = None  # the weights the last update started from
         for iteration in range(start, cfg.iterations):
             chosen = pick_prompts(prompts, cfg.rollout_batch, cfg.seed * 104729 + iteration)
             # with several processes each samples its own share of the prompts (a group stays together)
@@ -405,6 +411,13 @@ class PPOTrainer:
             raw, normalised = self.scores(rows, texts)
             rollouts, kl = self.make_rollouts(encoded, normalised)
             t2 = time.perf_counter()
+            # these rollouts are the policy's own answers: their KL is that of the last update's result
+            current_kl = self.mean(kl_of(kl, rollouts.mask))
+            if before_update is not None and current_kl > cfg.kl_budget:
+                history["stopped_by"] = self.roll_back(before_update, iteration, current_kl)
+                history["updates_kept"] = iteration - 1
+                break
+            before_update = checkpoint.trainable_state(self.unwrapped)
             update = self.update(rollouts, iteration)
             t3 = time.perf_counter()
             lengths = rollouts.mask.sum(dim=1).float()
@@ -446,7 +459,28 @@ class PPOTrainer:
         if not self.accelerator.is_main_process:  # the main process publishes
             return PPOResult(self.run.output, {}, False)
         history["final_kl"], history["kl_to_base"] = self.measure_kl(prompts)
+        if history["final_kl"] > cfg.kl_budget and before_update is not None and "stopped_by" not in history:
+            history["stopped_by"] = self.roll_back(before_update, cfg.iterations, history["final_kl"])
+            history["updates_kept"] = cfg.iterations - 1
+            history["final_kl"], history["kl_to_base"] = self.measure_kl(prompts)
         return self.finish(history, last)
+
+    def mean(self, value: float) -> float:
+        """`value` averaged over the processes (the same figure, so the same decision, on each)."""
+        if self.accelerator.num_processes == 1:
+            return value
+        tensor = torch.tensor([value], device=self.accelerator.device)
+        return float(self.accelerator.reduce(tensor, reduction="mean")[0])
+
+    def roll_back(self, weights: list[dict[str, torch.Tensor]], iteration: int, kl: float) -> str:
+        """Restore the weights the last update started from: its result is over the KL budget."""
+        checkpoint.load_trainable_state(weights, self.unwrapped)
+        reason = (
+            f"kl: {kl:.2f} to the champion after iteration {iteration}, over the budget "
+            f"{self.cfg.kl_budget:.2f}; the weights before that iteration's update are kept"
+        )
+        log.warning("PPO: %s", reason)
+        return reason
 
     @torch.no_grad()
     def measure_kl(self, prompts: Sequence[str]) -> tuple[float, float]:
@@ -485,6 +519,7 @@ class PPOTrainer:
             "kl_to_base": history.get("kl_to_base", math.nan),
             "kl_estimator": cfg.kl_estimator,
             "kl_budget": cfg.kl_budget,
+            "stopped_by": history.get("stopped_by"),
             "kl_coef_first": metrics[0]["kl_coef"] if metrics else math.nan,
             "kl_coef_last": self.kl_ctl.value,
             "prompt_budget": self.prompt_budget,
@@ -498,11 +533,16 @@ class PPOTrainer:
                 k: sum(m.get(f"seconds_{k}", 0.0) for m in metrics) for k in ("rollout", "scoring", "update")
             },
         }
-        published = final_kl <= cfg.kl_budget
+        kept = history.get("updates_kept", cfg.iterations)
+        summary["updates_kept"] = kept
+        published = final_kl <= cfg.kl_budget and kept > 0
         with self.run.publishing() as staging:
             save_policy_adapter(self.unwrapped.policy, staging)
             torch.save(self.unwrapped.value_head.state_dict(), staging / VALUE_HEAD)
-        if not published:
+        if kept == 0:
+            summary["refused"] = f"no update stayed within the KL budget {cfg.kl_budget:.2f}: nothing learned"
+            log.warning("PPO result not publishable: %s", summary["refused"])
+        elif not published:
             summary["refused"] = f"KL to the champion {final_kl:.2f} exceeds the budget {cfg.kl_budget:.2f}"
             log.warning("PPO result not publishable: %s", summary["refused"])
         self.run.succeed(metrics=summary, publishable=published)

@@ -159,7 +159,7 @@ def test_ppo_publishes_the_policy_adapter_and_the_value_head(
 
 @pytest.fixture(scope="module")
 def drifting(peaky_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[PPOTrainer, PPOResult]:
-    """Adaptive β with a tiny KL target, and a KL budget the run is sure to exceed."""
+    """Adaptive β with a tiny KL target (and a budget it stays within)."""
     cfg = config(
         iterations=4,
         rollout_batch=2,
@@ -168,7 +168,6 @@ def drifting(peaky_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
         adaptive_kl=True,
         target_kl=0.05,
         kl_horizon=16,
-        kl_budget=0.01,
     )
     trainer = trainer_for(peaky_base, tmp_path_factory.mktemp("ppo-drift") / "run", cfg)
     return trainer, trainer.train(PROMPTS)
@@ -190,14 +189,37 @@ def test_adaptive_kl_coefficient_rises_while_the_kl_is_above_target(
     assert above and all(betas[i + 1] > betas[i] for i in above)
 
 
-def test_a_result_over_the_kl_budget_is_refused(drifting: tuple[PPOTrainer, PPOResult]) -> None:
-    trainer, result = drifting
-    assert not result.published
+def test_ppo_stops_at_the_kl_budget_and_never_publishes_an_update_past_it(
+    peaky_base: Path, tmp_path: Path
+) -> None:
+    """A budget the first update is sure to exceed: the next iteration's rollouts (the policy's own
+    answers) measure it, PPO stops there and rolls that update back; with no update left, nothing is
+    published."""
+    cfg = config(iterations=4, rollout_batch=2, mini_batch=4, max_new_tokens=6, kl_budget=0.01)
+    trainer = trainer_for(peaky_base, tmp_path / "run", cfg)
+    result = trainer.train(PROMPTS)
+    assert len(trainer.run.metrics()) == 1  # one update, then the check stopped it
+    assert not result.published and result.metrics["updates_kept"] == 0
+    assert "over the budget 0.01" in result.metrics["stopped_by"]
     manifest = trainer.run.manifest()
     assert manifest["status"] == "succeeded" and manifest["publishable"] is False
-    refused = manifest["metrics"]["refused"]
-    assert "exceeds the budget 0.01" in refused and f"{result.metrics['kl_to_champion']:.2f}" in refused
+    assert "no update stayed within the KL budget 0.01" in manifest["metrics"]["refused"]
+    assert result.metrics["kl_to_champion"] == pytest.approx(0.0, abs=1e-4)  # the champion's weights again
     assert (result.adapter / "adapter_model.safetensors").exists()  # kept for inspection
+
+
+def test_roll_back_restores_the_weights_an_update_started_from(tiny_base: Path, tmp_path: Path) -> None:
+    from trainer import checkpoint
+
+    trainer = trainer_for(tiny_base, tmp_path / "run", config(lora_targets="q_proj"))
+    before = checkpoint.trainable_state(trainer.unwrapped)
+    with torch.no_grad():
+        for param in trainer.params:
+            param.add_(0.5)
+    reason = trainer.roll_back(before, 3, 25.0)
+    assert "25.00" in reason and "iteration 3" in reason
+    for got, expected in zip(checkpoint.trainable_state(trainer.unwrapped), before, strict=True):
+        assert all(torch.equal(got[k], expected[k]) for k in expected)
 
 
 def test_ppo_without_prompts_is_refused(tiny_base: Path, tmp_path: Path) -> None:
