@@ -226,18 +226,12 @@ def refresh(
 
 def sft_with_kl_limit(configs: RefreshConfigs) -> SFTConfig:
     """SFT before the policy update may spend `sft_kl_share` of that update's KL budget (SFT's own
-    `kl_limit` when it sets one), measured as the update's budget check measures it: PPO's rollout
-    temperature and estimator, or DPO's and KTO's temperature-1 k1."""
+    `kl_limit` when it sets one). SFT measures it as DPO and KTO check theirs (temperature 1, k1, 8
+    fresh answers: cheap enough for every epoch); the budget that decides publication is measured
+    after the update, by the update (PPO: at its rollout temperature with k3, where it rolls back
+    its last update when over)."""
     budgets = {"ppo": configs.ppo.kl_budget, "dpo": configs.dpo.kl_budget, "kto": configs.kto.kl_budget}
     limit = configs.sft.kl_limit or configs.refresh.sft_kl_share * budgets[configs.refresh.algo]
-    if configs.refresh.algo == "ppo":
-        return dataclasses.replace(
-            configs.sft,
-            kl_limit=limit,
-            kl_temperature=configs.ppo.temperature,
-            kl_estimator=configs.ppo.kl_estimator,
-            kl_max_new_tokens=configs.ppo.max_new_tokens,
-        )
     return dataclasses.replace(configs.sft, kl_limit=limit)
 
 

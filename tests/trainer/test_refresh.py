@@ -298,15 +298,15 @@ def test_cli_help_lists_config_fields_and_rejects_bad_choices(tmp_path: Path) ->
     assert missing.exit_code == 2 and "not a reward model folder" in missing.output
 
 
-def test_sft_before_ppo_may_spend_half_the_budget_measured_as_ppo_measures_it() -> None:
-    from trainer.config import PPOConfig, RefreshConfig
+def test_sft_before_the_update_may_spend_a_share_of_its_budget() -> None:
+    from trainer.config import PPOConfig, RefreshConfig, SFTConfig
     from trainer.refresh import RefreshConfigs, sft_with_kl_limit
 
     configs = RefreshConfigs(
-        refresh=RefreshConfig(algo="ppo", sft_kl_share=0.5),
-        ppo=PPOConfig(kl_budget=12.0, temperature=0.7, kl_estimator="k3", max_new_tokens=48),
+        refresh=RefreshConfig(algo="ppo", sft_kl_share=0.5), ppo=PPOConfig(kl_budget=12.0)
     )
-    sft = sft_with_kl_limit(configs)
-    assert (sft.kl_limit, sft.kl_temperature, sft.kl_estimator, sft.kl_max_new_tokens) == (6.0, 0.7, "k3", 48)
+    assert sft_with_kl_limit(configs).kl_limit == 6.0
     dpo = sft_with_kl_limit(RefreshConfigs(refresh=RefreshConfig(algo="dpo", sft_kl_share=0.25)))
-    assert (dpo.kl_limit, dpo.kl_temperature, dpo.kl_estimator) == (3.0, 1.0, "k1")
+    assert dpo.kl_limit == 3.0
+    own = RefreshConfigs(refresh=RefreshConfig(algo="ppo"), sft=SFTConfig(kl_limit=2.0))
+    assert sft_with_kl_limit(own).kl_limit == 2.0  # SFT's own limit wins
