@@ -12,8 +12,8 @@ from cli.models import models_app
 from cli.rag import index_app
 from cli.rag import register as register_rag
 from cli.serve import serve_command
+from cli.simulate import judge_command, simulate_command
 from cli.train import eval_app, train_app, trainer_app
-from simulation.simulate import judge_command, simulate_command
 
 app = typer.Typer(
     name="kbloop",

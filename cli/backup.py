@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.errors import fail
+
 if TYPE_CHECKING:
     from core.settings import Settings
 
@@ -53,8 +55,7 @@ def _progress(quiet: bool) -> Iterator[Any]:
 
 
 def _fail(exc: Any) -> typer.Exit:
-    typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-    return typer.Exit(2)
+    return fail(exc)
 
 
 def _index_note(settings: Settings) -> None:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from cli.errors import fail
+
 KINDS = ("preferences", "thumbs", "sft", "votes.csv", "comparisons.csv", "corrections.csv")
 
 
@@ -26,12 +28,10 @@ def export_command(
     from feedback.store import Store
 
     if kind not in KINDS:
-        print(f"error [invalid_input]: unknown export {kind!r}; one of {', '.join(KINDS)}", file=sys.stderr)
-        raise typer.Exit(2)
+        raise fail("invalid_input", f"unknown export {kind!r}; one of {', '.join(KINDS)}")
     path = get_settings().database_path
     if not path.exists():
-        print(f"error [store_unavailable]: no feedback database at {path} yet", file=sys.stderr)
-        raise typer.Exit(2)
+        raise fail("store_unavailable", f"no feedback database at {path} yet")
     target = out if out is not None else sys.stdout
     window = {"since": since, "until": until, "model_version": model_version}
     try:
@@ -48,8 +48,7 @@ def export_command(
                 table: Table = kind.removesuffix(".csv")  # type: ignore[assignment]
                 summary = export_csv(store, target, table, **window)
     except FeedbackError as exc:
-        print(f"error [{exc.code.value}]: {exc.message}", file=sys.stderr)
-        raise typer.Exit(2) from exc
+        raise fail(exc) from exc
     skipped = ", ".join(f"{n} {why}" for why, n in summary.skipped.items() if n) or "none"
     print(
         f"{summary.written} {kind} rows written{f' to {out}' if out else ''}; skipped: {skipped}",

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cli.errors import fail
 from feedback.golden import DEFAULT_HELDOUT_FRACTION, SPLITS
 
 golden_app = typer.Typer(
@@ -29,8 +30,7 @@ def _path() -> Path:
 
 
 def _fail(code: str, message: str) -> typer.Exit:
-    print(f"error [{code}]: {message}", file=sys.stderr)
-    return typer.Exit(2)
+    return fail(code, message)
 
 
 @golden_app.command("import")

@@ -13,32 +13,37 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.errors import fail
 from registry.gate import GateThresholds
 
 models_app = typer.Typer(
     help="Model versions, aliases and their history: promote, roll back, canary.", no_args_is_help=True
 )
 
-REASON = typer.Option("--reason", "-m", help="Why (kept in the alias history).")
-ACTOR = typer.Option("--actor", help="Who is acting (default: the login name).")
-SMOKE = typer.Option("--smoke/--no-smoke", help="Load the version and answer a test prompt before switching.")
+# the first argument of typer.Option is the default: these were "--reason", "--actor" and
+# "--smoke/--no-smoke" (strings), so --reason did not exist and --smoke never parsed
+REASON = typer.Option(..., "--reason", "-m", help="Why (kept in the alias history).")
+ACTOR = typer.Option(None, "--actor", help="Who is acting (default: the login name).")
+SMOKE = typer.Option(
+    True, "--smoke/--no-smoke", help="Load the version and answer a test prompt before switching."
+)
 
 
 def _registry() -> Any:
-    from core.settings import Settings
+    from core.settings import get_settings
     from registry.registry import Registry
 
-    settings = Settings()
+    settings = get_settings()
     return Registry(settings.models_dir, GateThresholds.from_settings(settings))
 
 
 def _smoke(enabled: bool) -> Any:
     if not enabled:
         return None
-    from core.settings import Settings
+    from core.settings import get_settings
     from service.smoke import smoke_test
 
-    settings = Settings()
+    settings = get_settings()
     return lambda version: smoke_test(version, settings)
 
 
@@ -48,8 +53,7 @@ def _guard(body: Any) -> Any:
     try:
         return body()
     except RegistryError as exc:
-        typer.secho(f"error [{exc.code}]: {exc.message}", err=True, fg="red")
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
 
 
 def _actor(actor: str | None) -> str:

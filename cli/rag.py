@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from cli.errors import fail
 from rag.config import RagConfig
 from rag.errors import RagError
 
@@ -34,9 +35,7 @@ def _index_dir(index: Path | None) -> Path:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    code = exc.code.value if isinstance(exc, RagError) else "invalid_input"
-    print(f"error [{code}]: {exc}", file=sys.stderr)
-    return typer.Exit(2)
+    return fail(exc) if isinstance(exc, RagError) else fail("invalid_input", str(exc))
 
 
 def _run(fn: Callable[[], T]) -> T:

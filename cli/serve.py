@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from cli.errors import fail
+
 
 def serve_command(
     host: Annotated[str | None, typer.Option(help="Bind address (default KBLOOP_HOST, 127.0.0.1).")] = None,
@@ -26,13 +28,11 @@ def serve_command(
         from service.auth import TokenFileError
         from ui.server import create_app
     except ImportError as exc:
-        print(f"error [missing_extra]: {exc}; install with: pip install -e '.[serve]'", file=sys.stderr)
-        raise typer.Exit(2) from exc
+        raise fail("missing_extra", f"{exc}; install with: pip install -e '.[serve]'") from exc
     try:
         app = create_app(settings)
     except TokenFileError as exc:
-        print(f"error [invalid_config]: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from exc
+        raise fail("invalid_config", str(exc)) from exc
     print(f"kbloop serving on http://{settings.host}:{settings.port} (API docs at /docs)", file=sys.stderr)
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level=log_level, timeout_graceful_shutdown=10

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from cli.errors import fail
+from core.errors import KbloopError
 from trainer.config import (
     DPOConfig,
     KTOConfig,
@@ -49,9 +51,9 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg="red")
-    return typer.Exit(2)
+def _fail(error: KbloopError | str) -> typer.Exit:
+    """A named error, or a message about how the command was called (`invalid_input`)."""
+    return fail(error) if isinstance(error, KbloopError) else fail("invalid_input", error)
 
 
 def config_options(config_type: type) -> list[inspect.Parameter]:
@@ -117,9 +119,9 @@ def command_with_config(
 
 
 def _settings() -> Any:
-    from core.settings import Settings
+    from core.settings import get_settings
 
-    return Settings()
+    return get_settings()
 
 
 def _run(output: Path | None, kind: str, cfg: Any) -> Any:
@@ -177,9 +179,9 @@ def _guard(body: Callable[[], None]) -> None:
     try:
         body()
     except TrainerError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted; run the same command with the same --output to resume") from None
+        raise fail("interrupted", "run the same command with the same --output to resume") from None
 
 
 def _print(data: Any) -> None:
@@ -346,7 +348,7 @@ def dpo_command(
         if result.published:
             _register(models, version, run, register)
         else:
-            raise _fail(str(result.metrics.get("refused")))
+            raise fail("not_publishable", str(result.metrics.get("refused")))
 
     _guard(body)
 
@@ -382,7 +384,7 @@ def kto_command(
         if result.published:
             _register(models, version, run, register)
         else:
-            raise _fail(str(result.metrics.get("refused")))
+            raise fail("not_publishable", str(result.metrics.get("refused")))
 
     _guard(body)
 
@@ -420,7 +422,7 @@ def ppo_command(
         if result.published:
             _register(models, version, run, register)
         else:
-            raise _fail(str(result.metrics.get("refused")))
+            raise fail("not_publishable", str(result.metrics.get("refused")))
 
     _guard(body)
 
@@ -595,7 +597,7 @@ def trainer_run_command(
         try:
             entry = worker.run_once(force=force)
         except (Busy, TrainerError) as exc:
-            raise _fail(str(exc)) from None
+            raise _fail(exc if isinstance(exc, TrainerError) else str(exc)) from None
         _print(entry or {"status": "idle", "reason": "no refresh due"})
         if entry and entry.get("status") == "failed":
             raise typer.Exit(1)
@@ -630,7 +632,7 @@ def trainer_stop_command() -> None:
     try:
         folder = request_stop_refresh(_settings().data_dir)
     except TrainerError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc) from None
     typer.echo(f"stop requested for {folder}; resume it later with `kbloop train refresh --output {folder}`")
 
 

@@ -39,8 +39,9 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+from core.errors import KbloopError
 from rag.durable import fsync_dir, fsync_tree
 from service.datalock import LOCK_FILE, exclusive
 
@@ -62,14 +63,10 @@ class BackupErrorCode(StrEnum):
     WRITE_FAILED = "write_failed"
 
 
-class BackupError(Exception):
+class BackupError(KbloopError):
     """Base class: `code` says what went wrong, the message says what to do about it."""
 
-    code: BackupErrorCode = BackupErrorCode.WRITE_FAILED
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    code: ClassVar[BackupErrorCode] = BackupErrorCode.WRITE_FAILED
 
 
 class SourceMissing(BackupError):

@@ -118,12 +118,12 @@ class PromptRenderer:
         context_window: int | None = None,
         groups: Collection[str] = (),
     ) -> None:
-        from core.settings import Settings
+        from core.settings import get_settings
 
         if tokenizer is None and model is None:
             raise ValueError("pass the policy's tokenizer, or the model folder to load it from")
         self.retriever = retriever
-        self.settings = settings or Settings()
+        self.settings = settings or get_settings()
         self.model = model
         self.groups = tuple(groups)
         self._tokenizer = tokenizer

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from core.settings import Settings
 from feedback.stats import wilson_interval
+from simulation.config import SimulationConfig, SimulationError
 from simulation.employees import (
     ConciseCitedPreference,
     Employee,
@@ -27,7 +28,8 @@ from simulation.employees import (
     fact_recall,
     key_facts,
 )
-from simulation.simulate import SimulationConfig, SimulationError, judge, simulate, summarize, write_results
+from simulation.report import summarize, write_results
+from simulation.simulate import judge, simulate
 from trainer.config import PPOConfig, RefreshConfig, RewardConfig
 from trainer.errors import DataError
 from trainer.prompts import GoldenItem
