@@ -55,7 +55,8 @@ def _progress(quiet: bool) -> Iterator[Any]:
 
 
 def _fail(exc: Any) -> typer.Exit:
-    return fail(exc)
+    """A backup error, or DataDirInUse (not a KbloopError: the API must keep answering it as internal)."""
+    return fail(str(exc.code), exc.message)
 
 
 def _index_note(settings: Settings) -> None:

@@ -29,10 +29,6 @@ def _path() -> Path:
     return get_settings().golden_path
 
 
-def _fail(code: str, message: str) -> typer.Exit:
-    return fail(code, message)
-
-
 @golden_app.command("import")
 def import_command(
     file: Annotated[Path, typer.Argument(help="JSONL, or CSV (by its .csv suffix; sources as a.md;b.md).")],
@@ -57,7 +53,7 @@ def import_command(
         incoming = read_items(file)
         report = add_items(path, incoming, replace_all=replace, heldout_fraction=heldout_fraction)
     except FeedbackError as exc:
-        raise _fail(exc.code.value, exc.message) from None
+        raise fail(exc.code.value, exc.message) from None
     print(
         f"{len(report.added)} items added to {path} ({report.total} in the golden set); "
         f"{len(report.duplicates)} duplicates left out",
@@ -79,12 +75,12 @@ def list_command(
     from feedback.golden import golden_set
 
     if split is not None and split not in SPLITS:
-        raise _fail("invalid_input", f"--split must be {' or '.join(SPLITS)}, got {split!r}")
+        raise fail("invalid_input", f"--split must be {' or '.join(SPLITS)}, got {split!r}")
     path = _path()
     try:
         items = golden_set(path)
     except FeedbackError as exc:
-        raise _fail(exc.code.value, exc.message) from None
+        raise fail(exc.code.value, exc.message) from None
     if split is not None:
         items = [item for item in items if item.split == split]
     if as_json:
@@ -109,8 +105,8 @@ def split_command(heldout_fraction: Fraction = DEFAULT_HELDOUT_FRACTION) -> None
     try:
         items = resplit(path, heldout_fraction)
     except FeedbackError as exc:
-        raise _fail(exc.code.value, exc.message) from None
+        raise fail(exc.code.value, exc.message) from None
     if not items:
-        raise _fail("invalid_input", f"no golden set at {path}; `kbloop golden import FILE` first")
+        raise fail("invalid_input", f"no golden set at {path}; `kbloop golden import FILE` first")
     held = sum(item.split == "heldout" for item in items)
     print(f"{len(items) - held} train, {held} heldout ({path})", file=sys.stderr)

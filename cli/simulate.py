@@ -106,9 +106,7 @@ def simulate_command(
 
     if algo not in ("ppo", "dpo", "kto"):
         raise typer.BadParameter("--algo must be ppo, dpo or kto")
-    settings = (
-        get_settings() if data_dir is None else get_settings().model_copy(update={"data_dir": data_dir})
-    )
+    settings = get_settings().model_copy(update={} if data_dir is None else {"data_dir": data_dir})
     if golden is not None:  # the gate evaluates on the same golden set the questions come from
         settings = settings.model_copy(update={"golden": golden})
     cfg = SimulationConfig(
@@ -184,9 +182,7 @@ def judge_command(
     from trainer.prompts import load_golden
     from trainer.runs import write_json
 
-    settings = (
-        get_settings() if data_dir is None else get_settings().model_copy(update={"data_dir": data_dir})
-    )
+    settings = get_settings().model_copy(update={} if data_dir is None else {"data_dir": data_dir})
     cfg = SimulationConfig(
         users=users,
         max_tokens=max_tokens,

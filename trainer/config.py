@@ -60,12 +60,6 @@ class SFTConfig(TrainConfig):
     )
     kl_samples: int = _f(8, "Fresh answers that measure the KL after each epoch when `kl_limit` is set.")
     kl_max_new_tokens: int = _f(48, "Longest of those answers, in tokens.")
-    kl_temperature: float = _f(
-        1.0, "Temperature of those answers and their log-probs (a refresh sets the update's: PPO's rollouts)."
-    )
-    kl_estimator: Literal["k1", "k3", "abs", "mse"] = _f(
-        "k1", "Per-token KL estimator of the limit (a refresh sets the update's: k3 for PPO)."
-    )
 
 
 @dataclass

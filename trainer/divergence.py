@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from trainer.advantages import KLKind, kl_penalty
 from trainer.models import reference_mode
 from trainer.sequences import batch, response_logprobs, sample_responses
 
@@ -34,13 +33,9 @@ def sampled_kl(
     max_new_tokens: int,
     max_prompt_tokens: int,
     seed: int,
-    temperature: float = 1.0,
-    estimator: KLKind = "k1",
 ) -> float:
     """Mean KL(policy ‖ reference) per response over `samples` answers the policy samples to `prompts`
-    (picked in a seeded order, reused when there are fewer) at `temperature`, both log-probs taken at
-    that temperature and summed over the answer with the per-token `estimator` (PPO's budget check
-    uses its rollout temperature and k3). 0.0 without prompts."""
+    (picked in a seeded order, reused when there are fewer). 0.0 without prompts."""
     from trainer.ppo import pick_prompts
 
     if not prompts or samples <= 0:
@@ -54,13 +49,10 @@ def sampled_kl(
             pick_prompts(prompts, samples, seed),
             max_prompt_tokens=max_prompt_tokens,
             max_new_tokens=max_new_tokens,
-            temperature=temperature,
+            temperature=1.0,
         )
     ids, attention, response = batch(encoded, int(tokenizer.pad_token_id), device)
-    policy, mask = response_logprobs(model, ids, attention, response, temperature=temperature)
+    policy, mask = response_logprobs(model, ids, attention, response)
     with reference_mode(model):
-        reference, _ = response_logprobs(model, ids, attention, response, temperature=temperature)
-    if estimator == "k1":
-        return float(response_kl(policy.float(), reference.float(), mask).mean())
-    per_token = torch.where(mask.bool(), kl_penalty(policy.float(), reference.float(), estimator), 0.0)
-    return float(per_token.sum(dim=1).mean())
+        reference, _ = response_logprobs(model, ids, attention, response)
+    return float(response_kl(policy.float(), reference.float(), mask).mean())

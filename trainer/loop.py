@@ -101,8 +101,8 @@ def fit(
 ) -> Fitted[T]:
     """Train the parameters of `model` that require grad on `examples`; checkpoints in `run`.
 
-        `lengths` (one per example) groups batches by length; `time_budget_s` > 0 stops after the step that
-        passes it (checkpoint saved). `after_epoch(epoch)` runs after each epoch's last step; a reason it
+    `lengths` (one per example) groups batches by length; `time_budget_s` > 0 stops after the step that
+    passes it (checkpoint saved). `after_epoch(epoch)` runs after each epoch's last step; a reason it
     returns ends training there (`stopped_by`). Raises `Stopped` when an operator asked the run to stop."""
     if not examples:
         raise ValueError("no training examples")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from registry.gate import GateThresholds
+from registry.gate import GateThresholds, evaluate_gate
 from trainer.config import DPOConfig, KTOConfig, PPOConfig, RefreshConfig, RewardConfig, SFTConfig
 from trainer.errors import TrainerError
 from trainer.runs import Run, new_run_dir, now, write_json
@@ -205,8 +205,6 @@ def refresh(
             )
             timings["evaluation"] = time.perf_counter() - started
         if configs.evaluate:
-            from registry.gate import evaluate_gate
-
             report["gate"] = evaluate_gate(report, GateThresholds.from_settings(settings)).to_json()
         if not publishable:
             run.update(

@@ -71,7 +71,7 @@ def batch(
 
 
 def response_logprobs(
-    model: Any, ids: torch.Tensor, attention: torch.Tensor, response: torch.Tensor, temperature: float = 1.0
+    model: Any, ids: torch.Tensor, attention: torch.Tensor, response: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(token log-probs, mask), both (batch, seq-1): position t scores token t+1; mask marks response tokens.
 
@@ -82,8 +82,6 @@ def response_logprobs(
     keep = ids.shape[1] - max(first - 1, 0)  # logits for positions first-1 .. seq-1
     out = model(input_ids=ids, attention_mask=attention, logits_to_keep=keep, use_cache=False)
     logits = out.logits[:, :-1]  # (batch, keep-1, vocab): predicts tokens first .. seq-1
-    if temperature != 1.0:
-        logits = logits / temperature
     labels = ids[:, ids.shape[1] - keep + 1 :]  # (batch, keep-1)
     mask = response[:, ids.shape[1] - keep + 1 :]
     return token_logprobs(logits, labels), mask

@@ -82,8 +82,6 @@ def train_sft(
     )
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
-    if bound is not None and fitted.stopped_by is not None and fitted.stopped_by.startswith("kl"):
-        bound.restore(model)
     if not accelerator.is_main_process:  # the main process evaluates and publishes
         return SFTResult(run.output, {})
     with run.publishing() as staging:
@@ -128,8 +126,6 @@ class KLBound:
                 max_new_tokens=self.cfg.kl_max_new_tokens,
                 max_prompt_tokens=max(self.cfg.max_length - self.cfg.kl_max_new_tokens, 1),
                 seed=self.cfg.seed * 7919 + epoch,
-                temperature=self.cfg.kl_temperature,
-                estimator=self.cfg.kl_estimator,
             )
         unwrapped.train(was_training)
         if self.accelerator.num_processes > 1:  # every process takes the same decision
@@ -139,15 +135,13 @@ class KLBound:
     def check(self, model: Any, epoch: int) -> str | None:
         kl = self.measure(model, epoch)
         self.kl_by_epoch.append(kl)
-        if kl > self.cfg.kl_limit:
+        if kl > self.cfg.kl_limit:  # back to the last epoch within the limit (fit then checkpoints it)
+            checkpoint.load_trainable_state(self.kept, self.accelerator.unwrap_model(model))
             limit = self.cfg.kl_limit
             return f"kl: {kl:.2f} to the champion after epoch {epoch + 1}, over the limit {limit:.2f}"
         self.keep(model)
         self.kept_epochs = epoch + 1
         return None
-
-    def restore(self, model: Any) -> None:
-        checkpoint.load_trainable_state(self.kept, model)
 
     def summary(self) -> dict[str, Any]:
         return {

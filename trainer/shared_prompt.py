@@ -54,10 +54,6 @@ class Grouped:
             mask[row, : len(answer)] = 1
         return cls(tuple(torch.tensor(p, dtype=torch.long) for p in prompts), tuple(sizes), responses, mask)
 
-    @property
-    def rows(self) -> int:
-        return int(self.responses.shape[0])
-
     def group_rows(self) -> list[list[int]]:
         """The answer rows of each group."""
         out, start = [], 0
