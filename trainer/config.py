@@ -186,6 +186,11 @@ class RefreshConfig:
         "Share of the policy update's KL budget SFT may spend (its `kl_limit`); the rest is left to "
         "PPO/DPO/KTO. 0 = SFT runs every epoch whatever its KL.",
     )
+    correction_pairs: bool = _f(
+        True,
+        "The reward model (and DPO) also learn from each correction as a pair: the rewrite over the answer "
+        "it replaced. The composite's weights and its agreement figures use the employees' choices only.",
+    )
     full_retrain: bool = _f(False, "Train the reward model from the policy base instead of warm-starting.")
     replay_ratio: float = _f(1.0, "Old examples replayed per new one when the reward model warm-starts.")
     min_pairs: int = _f(20, "Fewest preference pairs + thumbs a refresh needs.")

@@ -77,7 +77,7 @@ class PreferencePair:
     prompt_id: str
     user_id: str | None
     chosen_position: Position | None  # where the chosen answer was shown; None: not shown side by side
-    source: Literal["comparison", "jsonl"]
+    source: Literal["comparison", "correction", "jsonl"]  # correction: the rewrite over what it replaced
     weight: float = 1.0
     comparison_id: str | None = None
     prompt_messages: tuple[Message, ...] | None = None  # a conversational prompt, until render_prompts
@@ -126,6 +126,7 @@ class Demonstration:
     user_id: str | None
     messages: tuple[Message, ...] | None = None
     answer_id: str | None = None
+    corrected: str | None = None  # the answer this correction replaced (a correction's only)
 
 
 Example = TypeVar("Example", PreferencePair, Tie, ThumbExample, Demonstration)
@@ -181,6 +182,17 @@ def render_prompts(items: Sequence[Example], tokenizer: Any) -> list[Example]:
             item = replace(item, prompt=render_chat(tokenizer, item.prompt_messages))
         out.append(item)
     return out
+
+
+def correction_pairs(demonstrations: Sequence[Demonstration]) -> list[PreferencePair]:
+    """An employee who rewrites an answer prefers the rewrite to it: one pair (correction over the answer
+    it replaced) per correction whose texts differ, in the demonstrations' order. Golden and JSONL
+    demonstrations replaced nothing and make none."""
+    return [
+        PreferencePair(d.prompt, d.completion, d.corrected, d.prompt_id, d.user_id, None, "correction")
+        for d in demonstrations
+        if d.source == "correction" and d.corrected and d.corrected.strip() != d.completion.strip()
+    ]
 
 
 # -- what was read ----------------------------------------------------------------------------------
@@ -473,7 +485,7 @@ def _corrections(
     clauses, params = filters("k.created_at", ("a.model_version",), *window)
     newer, newer_params = time_window("n.created_at", window[0], window[1])
     sql = (
-        "SELECT k.answer_id, k.user_id, k.text, a.prompt, a.passage_groups, "
+        "SELECT k.answer_id, k.user_id, k.text, a.prompt, a.answer, a.passage_groups, "
         "EXISTS (SELECT 1 FROM corrections n "
         "WHERE n.answer_id = k.answer_id AND n.user_id = k.user_id AND n.rowid <= ? AND "
         "(n.created_at > k.created_at OR (n.created_at = k.created_at AND n.rowid > k.rowid))"
@@ -490,7 +502,7 @@ def _corrections(
         demonstrations.append(
             Demonstration(
                 row["prompt"], row["text"], prompt_id(row["prompt"]), "correction", row["user_id"],
-                answer_id=row["answer_id"],
+                answer_id=row["answer_id"], corrected=row["answer"],
             )
         )  # fmt: skip
     return demonstrations

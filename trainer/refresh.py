@@ -158,7 +158,7 @@ def refresh(
                     parent_adapter=adapter,
                     cfg=configs.dpo,
                     run=r,
-                    pairs=data["pairs"],
+                    pairs=[*data["pairs"], *data["correction_pairs"]],
                     heldout=data["heldout_pairs"],
                     reference_adapter=champion_adapter,
                 ),
@@ -239,7 +239,7 @@ def _data(
     """Examples from one recorded snapshot (the same one again when the run resumes), and the logged
     prompts of that snapshot, split by one held-out decision."""
     from feedback.store import Store
-    from trainer.data import Snapshot, heldout_prompt_ids, load_feedback
+    from trainer.data import Snapshot, correction_pairs, heldout_prompt_ids, load_feedback
     from trainer.prompts import logged_prompts
 
     cfg, reward_cfg = configs.refresh, configs.reward
@@ -285,6 +285,11 @@ def _data(
         "thumbs": [t for t in thumbs if t.prompt_id not in held],
         "heldout_thumbs": [t for t in thumbs if t.prompt_id in held],
         "demonstrations": [d for d in everything.demonstrations if d.prompt_id not in held],
+        "correction_pairs": (
+            correction_pairs([d for d in everything.demonstrations if d.prompt_id not in held])
+            if cfg.correction_pairs
+            else []
+        ),
         "logged_prompts": rng.sample(train_logged, min(len(train_logged), cfg.max_prompts)),
         "heldout_logged_prompts": [p.prompt for p in logged if p.prompt_id in held],
         "warm_start": previous["folder"] if previous else None,
@@ -340,7 +345,7 @@ def _reward_phase(settings: Settings, configs: RefreshConfigs, run: Run, data: d
             base=champion_base,
             cfg=reward_cfg,
             run=r,
-            pairs=data["pairs"],
+            pairs=[*data["pairs"], *data["correction_pairs"]],
             thumbs=data["thumbs"],
             heldout_pairs=data["heldout_pairs"],
             heldout_thumbs=data["heldout_thumbs"],

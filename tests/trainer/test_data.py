@@ -27,6 +27,7 @@ from trainer.data import (
     _unit,
     balance_positions,
     cap_per_user,
+    correction_pairs,
     dedupe,
     detect_jsonl_kind,
     load_feedback,
@@ -188,6 +189,7 @@ def test_the_newest_correction_of_each_user_wins(store: Store, clock: FakeClock)
         ("25 days.", "u2", "correction", "p1"),
     ]
     assert data.demonstrations[0].prompt == PROMPT and data.demonstrations[0].messages is None
+    assert [d.corrected for d in data.demonstrations] == [SHORT, SHORT]  # what each one replaced
     assert data.skipped == {"correction.superseded": 1, "correction.no_prompt": 1}
     # before the 24th, the first correction was the newest
     early = load_feedback(store, until="2026-11-24")
@@ -636,3 +638,23 @@ def test_importing_trainer_data_does_not_import_torch() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_a_correction_is_a_pair_over_the_answer_it_replaced() -> None:
+    def demo(completion: str, corrected: str | None, source: str = "correction") -> Demonstration:
+        return Demonstration(PROMPT, completion, "pid", source, "u1", corrected=corrected)  # type: ignore[arg-type]
+
+    pairs = correction_pairs(
+        [
+            demo("25 days [1].", "Some days."),
+            demo("Same text.", " Same text. "),  # nothing changed: no preference
+            demo("The golden answer [1].", None, "golden"),  # replaced nothing
+            demo("A rewrite of nothing.", None),  # an answer without text
+            demo("Ten days [2].", "Twenty days."),
+        ]
+    )
+    assert [(p.chosen, p.rejected, p.source, p.chosen_position) for p in pairs] == [
+        ("25 days [1].", "Some days.", "correction", None),
+        ("Ten days [2].", "Twenty days.", "correction", None),
+    ]
+    assert all(p.prompt == PROMPT and p.prompt_id == "pid" and p.user_id == "u1" for p in pairs)

@@ -185,6 +185,14 @@ def test_one_stable_split_for_every_seed_and_rollouts_from_the_train_side(
     from trainer.runs import Run
 
     collect_feedback(client, rounds=1)
+    replaced = {}
+    for question in QUESTIONS:  # an employee rewrites each answer: a correction, and a pair over the answer
+        body = {"model": "champion", "messages": [{"role": "user", "content": question}], "max_tokens": 8}
+        answer = client.post("/v1/chat/completions", json=body).json()
+        text = f"The handbook's answer to {question!r} [1]."
+        url = f"/api/answers/{answer['kbloop']['answer_id']}/correction"
+        assert client.post(url, json={"text": text}).status_code == 200
+        replaced[text] = answer["choices"][0]["message"]["content"]
     sides = []
     for round_no, seed in enumerate((0, 1, 7)):  # simulate re-seeds each round's training
         configs = _reseeded(small(), seed)
@@ -199,6 +207,10 @@ def test_one_stable_split_for_every_seed_and_rollouts_from_the_train_side(
         assert data["logged_prompts"] and data["heldout_logged_prompts"]
         assert not {prompt_id(p) for p in data["logged_prompts"]} & held
         assert {prompt_id(p) for p in data["heldout_logged_prompts"]} <= held
+        # each train-side correction is a pair over the answer it replaced; none from the held-out side
+        assert data["correction_pairs"] and len(data["correction_pairs"]) == len(data["demonstrations"])
+        assert all(replaced[p.chosen] == p.rejected for p in data["correction_pairs"])
+        assert not {p.prompt_id for p in data["correction_pairs"]} & held
     assert sides[0] == sides[1] == sides[2]  # the same split whatever the seed
 
 
