@@ -1,4 +1,4 @@
-"""The MiniLM cosine at which two questions count as paraphrases (trainer.data.PARAPHRASE_COSINE).
+"""The MiniLM cosine at which two questions count as paraphrases (trainer.hygiene.PARAPHRASE_COSINE).
 
     python bench/paraphrase_threshold.py
 

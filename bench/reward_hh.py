@@ -194,7 +194,7 @@ def arm_ours(base: str, args: argparse.Namespace) -> dict[str, Any]:
 def arm_padding(base: str, args: argparse.Namespace) -> dict[str, Any]:
     """Tokens the forward passes process (real + padding) for one training epoch and one evaluation of
     the split, in our trainer's orders: the work that length grouping saves, counted, not timed."""
-    from trainer.data import read_jsonl_preferences
+    from trainer.jsonl import read_jsonl_preferences
     from trainer.loop import epoch_order, grouped_order
     from trainer.models import load_tokenizer
     from trainer.reward import encode_items, length_batches

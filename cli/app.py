@@ -13,7 +13,8 @@ from cli.rag import index_app
 from cli.rag import register as register_rag
 from cli.serve import serve_command
 from cli.simulate import judge_command, simulate_command
-from cli.train import eval_app, train_app, trainer_app
+from cli.train import eval_app, train_app
+from cli.worker import worker_app
 
 app = typer.Typer(
     name="kbloop",
@@ -29,7 +30,7 @@ app.command("export")(export_command)
 app.add_typer(golden_app, name="golden")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
-app.add_typer(trainer_app, name="trainer")
+app.add_typer(worker_app, name="trainer")
 app.add_typer(models_app, name="models")
 app.command("simulate")(simulate_command)
 app.command("simulate-judge")(judge_command)

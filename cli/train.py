@@ -1,26 +1,26 @@
-"""`kbloop train sft|reward|ppo|dpo|kto|refresh`, `kbloop eval reward`, `kbloop trainer run`.
+"""`kbloop train sft|reward|ppo|dpo|kto|refresh` (one training run, now) and `kbloop eval reward`.
 
+The background worker that runs refreshes on its own is `kbloop trainer` (cli/worker.py).
 Every field of a training config (trainer/config.py) is an option with the field's help text, so the
-CLI and the configs cannot drift apart. Heavy imports happen inside the commands. Data comes from the
-feedback store under KBLOOP_DATA_DIR unless `--from-jsonl` names a TRL-format file. Each run writes to
-`--output` (default DATA_DIR/runs/<kind>-<time>); running the same command with the same `--output`
-resumes an interrupted run from its last checkpoint.
+CLI and the configs cannot drift apart; `--device` defaults to KBLOOP_DEVICE (cli/options.py). Heavy
+imports happen inside the commands. Data comes from the feedback store under KBLOOP_DATA_DIR unless
+`--from-jsonl` names a TRL-format file. Each run writes to `--output` (default
+DATA_DIR/runs/<kind>-<time>); running the same command with the same `--output` resumes an interrupted
+run from its last checkpoint.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import json
 import sys
-import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
 from cli.errors import fail
+from cli.options import DeviceOption, with_config
 from core.errors import KbloopError
 from trainer.config import (
     DPOConfig,
@@ -32,9 +32,12 @@ from trainer.config import (
     TrainConfig,
 )
 
-train_app = typer.Typer(help="Train the policy and the reward model from feedback.", no_args_is_help=True)
+train_app = typer.Typer(
+    help="One training run, now: the reward model, SFT, PPO, DPO, KTO or a whole refresh. The background "
+    "worker that refreshes by itself when feedback arrives is `kbloop trainer`.",
+    no_args_is_help=True,
+)
 eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
-trainer_app = typer.Typer(help="The background trainer.", no_args_is_help=True)
 
 FROM_JSONL = typer.Option(None, "--from-jsonl", help="Train on a TRL-format JSONL file instead of the store.")
 OUTPUT = typer.Option(
@@ -56,60 +59,13 @@ def _fail(error: KbloopError | str) -> typer.Exit:
     return fail(error) if isinstance(error, KbloopError) else fail("invalid_input", error)
 
 
-def config_options(config_type: type) -> list[inspect.Parameter]:
-    """One keyword-only typer option per dataclass field, with its help and default."""
-    hints = typing.get_type_hints(config_type)
-    params = []
-    for field in dataclasses.fields(config_type):
-        kind = hints[field.name]
-        help_text = str(field.metadata.get("help", ""))
-        if typing.get_origin(kind) is Literal:
-            choices = typing.get_args(kind)
-            help_text += f" One of: {', '.join(map(str, choices))}."
-            kind = str
-        params.append(
-            inspect.Parameter(
-                field.name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=field.default,
-                annotation=Annotated[
-                    kind, typer.Option(help=help_text, rich_help_panel=config_type.__name__)
-                ],
-            )
-        )
-    return params
-
-
-def build_config(config_type: type, values: dict[str, Any]) -> Any:
-    hints = typing.get_type_hints(config_type)
-    for field in dataclasses.fields(config_type):
-        kind = hints[field.name]
-        if typing.get_origin(kind) is Literal and values[field.name] not in typing.get_args(kind):
-            choices = ", ".join(map(str, typing.get_args(kind)))
-            raise typer.BadParameter(f"--{field.name.replace('_', '-')} must be one of {choices}")
-    return config_type(**{f.name: values.pop(f.name) for f in dataclasses.fields(config_type)})
-
-
 def command_with_config(
     app: typer.Typer, name: str, config_type: type, help: str
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register `fn(cfg, **own_options)` as a command whose options are its own plus the config's."""
 
     def decorator(fn: Callable[..., None]) -> Callable[..., None]:
-        own = [
-            p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(fn).parameters.values()
-        ]
-        own = [p for p in own if p.name != "cfg"]
-        hints = typing.get_type_hints(fn, include_extras=True)
-        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in own]
-
-        def command(**values: Any) -> None:
-            cfg = build_config(config_type, values)
-            fn(cfg, **values)
-
-        command.__signature__ = inspect.Signature([*own, *config_options(config_type)])  # type: ignore[attr-defined]
-        command.__name__ = fn.__name__
-        app.command(name, help=help)(command)
+        app.command(name, help=help)(with_config(config_type)(fn))
         return fn
 
     return decorator
@@ -152,7 +108,7 @@ def _parent(name: str) -> tuple[Any, Any, Path | None]:
 
 
 def _store_data(cfg: TrainConfig) -> Any:
-    from trainer.data import load_feedback
+    from trainer.feedback_data import load_feedback
 
     return load_feedback(_settings().database_path, per_user_cap=cfg.per_user_cap or None, seed=cfg.seed)
 
@@ -206,7 +162,9 @@ def sft_command(
     ] = True,
 ) -> None:
     def body() -> None:
-        from trainer.data import prompt_id, read_jsonl_demonstrations, render_prompts, split_by_prompt
+        from trainer.examples import prompt_id, render_prompts
+        from trainer.hygiene import split_by_prompt
+        from trainer.jsonl import read_jsonl_demonstrations
         from trainer.models import load_tokenizer
         from trainer.prompts import deployment_golden
         from trainer.sft import train_sft
@@ -276,7 +234,8 @@ def reward_command(
     parent: str = PARENT,
 ) -> None:
     def body() -> None:
-        from trainer.data import detect_jsonl_kind, read_jsonl_preferences, read_jsonl_thumbs, split_by_prompt
+        from trainer.hygiene import split_by_prompt
+        from trainer.jsonl import detect_jsonl_kind, read_jsonl_preferences, read_jsonl_thumbs
         from trainer.reward import train_reward
 
         _, version, _ = _parent(parent)
@@ -328,8 +287,10 @@ def dpo_command(
     register: bool = REGISTER,
 ) -> None:
     def body() -> None:
-        from trainer.data import read_jsonl_preferences, render_prompts, split_by_prompt
         from trainer.dpo import train_dpo
+        from trainer.examples import render_prompts
+        from trainer.hygiene import split_by_prompt
+        from trainer.jsonl import read_jsonl_preferences
         from trainer.models import load_tokenizer
 
         models, version, adapter = _parent(parent)
@@ -364,7 +325,9 @@ def kto_command(
     register: bool = REGISTER,
 ) -> None:
     def body() -> None:
-        from trainer.data import read_jsonl_thumbs, render_prompts, split_by_prompt
+        from trainer.examples import render_prompts
+        from trainer.hygiene import split_by_prompt
+        from trainer.jsonl import read_jsonl_thumbs
         from trainer.kto import train_kto
         from trainer.models import load_tokenizer
 
@@ -429,8 +392,8 @@ def ppo_command(
 
 def _ppo_prompts(prompts_jsonl: Path | None, base: str) -> list[str]:
     from feedback.store import Store
-    from trainer.data import jsonl_rows
     from trainer.errors import DataError
+    from trainer.jsonl import jsonl_rows
     from trainer.prompts import PromptRenderer, deployment_golden, golden_prompts, logged_prompts
 
     if prompts_jsonl is not None:
@@ -462,23 +425,24 @@ def _ppo_prompts(prompts_jsonl: Path | None, base: str) -> list[str]:
 )
 def refresh_command(
     cfg: RefreshConfig,
+    *,
     output: Path | None = OUTPUT,
     evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Golden-set report.")] = True,
     eval_limit: Annotated[int, typer.Option(help="Golden questions evaluated (0 = all).")] = 0,
     ppo_iterations: Annotated[int, typer.Option(help="PPO rollout + update rounds.")] = PPOConfig.iterations,
     reward_epochs: Annotated[int, typer.Option(help="Reward model epochs.")] = RewardConfig.epochs,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption,
 ) -> None:
     def body() -> None:
         from trainer.refresh import RefreshConfigs, refresh
 
         configs = RefreshConfigs(
             refresh=cfg,
-            reward=RewardConfig(epochs=reward_epochs, seed=cfg.seed, device=device),  # type: ignore[arg-type]
-            ppo=PPOConfig(iterations=ppo_iterations, seed=cfg.seed, device=device),  # type: ignore[arg-type]
-            dpo=DPOConfig(seed=cfg.seed, device=device),  # type: ignore[arg-type]
-            kto=KTOConfig(seed=cfg.seed, device=device),  # type: ignore[arg-type]
-            sft=SFTConfig(seed=cfg.seed, device=device),  # type: ignore[arg-type]
+            reward=RewardConfig(epochs=reward_epochs, seed=cfg.seed, device=device),
+            ppo=PPOConfig(iterations=ppo_iterations, seed=cfg.seed, device=device),
+            dpo=DPOConfig(seed=cfg.seed, device=device),
+            kto=KTOConfig(seed=cfg.seed, device=device),
+            sft=SFTConfig(seed=cfg.seed, device=device),
             evaluate=evaluate,
             eval_limit=eval_limit,
         )
@@ -505,12 +469,13 @@ def refresh_command(
 
 @eval_app.command("reward")
 def eval_reward_command(
+    *,
     model: Annotated[Path, typer.Option("--model", help="Reward model folder (a run's output).")],
     pairs: Annotated[
         Path, typer.Option("--pairs", help="JSONL preference pairs (prompt, chosen, rejected).")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption,
     max_length: Annotated[int, typer.Option(help="Longest prompt + response in tokens.")] = 512,
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 16,
     margins_out: Annotated[
@@ -523,8 +488,9 @@ def eval_reward_command(
     def body() -> None:
         from feedback.stats import wilson_interval
         from trainer import metrics as M
-        from trainer.data import read_jsonl_preferences, render_prompts
         from trainer.errors import TrainerError
+        from trainer.examples import render_prompts
+        from trainer.jsonl import read_jsonl_preferences
         from trainer.models import REWARD_META
         from trainer.reward import load_for_scoring, report_from_scores, score_examples
 
@@ -558,82 +524,6 @@ def eval_reward_command(
             )
 
     _guard(body)
-
-
-# -- kbloop trainer run -----------------------------------------------------------------------------
-
-
-@trainer_app.command("run")
-def trainer_run_command(
-    once: Annotated[bool, typer.Option("--once", help="Check once (refresh if due) and exit.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Refresh now, whatever the triggers say.")] = False,
-    min_feedback: Annotated[int, typer.Option(help="New feedback events that trigger a refresh.")] = 50,
-    interval_h: Annotated[
-        float, typer.Option(help="Refresh at least this often when feedback arrived (0 = off).")
-    ] = 24.0,
-    poll_s: Annotated[float, typer.Option(help="Seconds between checks.")] = 60.0,
-    algo: Annotated[str, typer.Option(help="ppo, dpo or kto.")] = "ppo",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-) -> None:
-    """Watch the feedback store; refresh when enough new feedback arrived or on a schedule."""
-    import logging
-
-    from trainer.errors import TrainerError
-    from trainer.refresh import RefreshConfigs
-    from trainer.worker import Busy, Worker, WorkerConfig
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if algo not in ("ppo", "dpo", "kto"):
-        raise typer.BadParameter("--algo must be ppo, dpo or kto")
-    configs = RefreshConfigs(
-        refresh=RefreshConfig(algo=algo),  # type: ignore[arg-type]
-        reward=RewardConfig(device=device),  # type: ignore[arg-type]
-        ppo=PPOConfig(device=device),  # type: ignore[arg-type]
-        dpo=DPOConfig(device=device),  # type: ignore[arg-type]
-        kto=KTOConfig(device=device),  # type: ignore[arg-type]
-    )
-    worker = Worker(_settings(), configs, WorkerConfig(min_feedback, interval_h, poll_s))
-    if once or force:
-        try:
-            entry = worker.run_once(force=force)
-        except (Busy, TrainerError) as exc:
-            raise _fail(exc if isinstance(exc, TrainerError) else str(exc)) from None
-        _print(entry or {"status": "idle", "reason": "no refresh due"})
-        if entry and entry.get("status") == "failed":
-            raise typer.Exit(1)
-        return
-    typer.echo(f"trainer watching {worker.settings.database_path} (Ctrl-C to stop)", err=True)
-    try:
-        worker.run_forever()
-    except KeyboardInterrupt:
-        worker.stop.set()
-
-
-@trainer_app.command("status")
-def trainer_status_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
-) -> None:
-    """The running refresh (phase, progress, ETA, live metrics) and the last finished one."""
-    from trainer.status import describe, trainer_status
-
-    status = trainer_status(_settings().data_dir)
-    if as_json:
-        _print(status)
-    else:
-        typer.echo("\n".join(describe(status)))
-
-
-@trainer_app.command("stop")
-def trainer_stop_command() -> None:
-    """Ask the running refresh to stop at its next training step (resumable; nothing is published)."""
-    from trainer.errors import TrainerError
-    from trainer.worker import request_stop_refresh
-
-    try:
-        folder = request_stop_refresh(_settings().data_dir)
-    except TrainerError as exc:
-        raise _fail(exc) from None
-    typer.echo(f"stop requested for {folder}; resume it later with `kbloop train refresh --output {folder}`")
 
 
 def main() -> None:  # pragma: no cover

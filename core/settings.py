@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.datadir import DataDir
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KBLOOP_", env_file=".env", extra="ignore")
@@ -212,21 +214,26 @@ class Settings(BaseSettings):
     )
 
     @property
+    def data(self) -> DataDir:
+        """Every path under `data_dir`, named (core/datadir.py)."""
+        return DataDir(self.data_dir)
+
+    @property
     def resolved_index_dir(self) -> Path:
-        return self.index_dir or self.data_dir / "index"
+        return self.index_dir or self.data.index
 
     @property
     def golden_path(self) -> Path:
         """The golden set's file (it may not exist yet: a deployment without a golden set)."""
-        return self.golden or self.data_dir / "golden.jsonl"
+        return self.golden or self.data.golden
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.data.models
 
     @property
     def database_path(self) -> Path:
-        return self.data_dir / "kbloop.db"
+        return self.data.database
 
 
 @lru_cache

@@ -26,12 +26,12 @@ Rows that cannot make a sound example are left out and counted in the summary's 
   the window), `no_prompt` in the prompt style (a correction of a refusal has no rendered prompt; the
   messages style keeps it), `no_question` when the conversation does not end with a user turn.
 The preference and thumbs rules are `pair_problem` and `thumb_problem`; the trainer's datasets
-(trainer.data) apply the same ones.
+(trainer.feedback_data, over feedback.readers' rows) apply the same ones.
 
 Access groups: every row carries `restricted_groups`, the access groups of the passages its prompt held
 (`restricted_groups`; [] when all were public). A row with groups must never train a model served to
-everyone: kbloop's trainer leaves such rows out (trainer.data.shared, and its JSONL readers), and so
-must anyone who trains on an export.
+everyone: kbloop's trainer leaves such rows out (trainer.feedback_data.shared, and trainer.jsonl's
+readers), and so must anyone who trains on an export.
 
 Filters: `since <= t < until` on when the feedback was given (a vote's current value, a comparison's
 choice, a correction), so a refresh can take "what arrived since the last one"; `model_version` on the
@@ -132,7 +132,7 @@ def thumb_problem(value: str, prompt: str, answer: str) -> str | None:
 def restricted_groups(*passage_groups: str | None) -> list[str]:
     """The access groups of the passages an example's prompts held: the union of its answers'
     `passage_groups` columns (JSON lists; NULL or "[]" when every passage was public), sorted. Non-empty:
-    the example must never train the model served to everyone (trainer.data.shared)."""
+    the example must never train the model served to everyone (trainer.feedback_data.shared)."""
     groups: set[str] = set()
     for text in passage_groups:
         value = json.loads(text) if text else []

@@ -360,7 +360,7 @@ def item_from_answer(
     """An operator's golden item from a stored answer: its question (or `question`), the newest
     correction's text (or `answer`), the sources the answer cited. AnswerNotFound for an unknown
     answer; InvalidGolden when there is no correction and no `answer`, a text is empty, or the answer's
-    prompt held passages restricted to access groups (ACL-safe training: see trainer.data.shared)."""
+    prompt held passages restricted to access groups (ACL-safe training: see trainer.feedback_data.shared)."""
     record = store.get_answer(answer_id)
     if record.passage_groups:  # its question and correction are about text only those groups may read
         raise InvalidGolden(

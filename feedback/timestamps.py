@@ -9,24 +9,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from core.clock import format_timestamp
+from core.clock import utc_now_ms as utc_now  # the store's rows: to the millisecond
+
+__all__ = ["CANONICAL", "EXAMPLE", "format_timestamp", "is_canonical", "normalize_timestamp", "utc_now"]
+
 CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 EXAMPLE = "2026-11-23T16:54:00.123Z"
-
-
-def format_timestamp(moment: datetime) -> str:
-    """An aware datetime as the canonical text (microseconds truncated to milliseconds)."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware one, e.g. datetime.now(UTC)")
-    utc = moment.astimezone(UTC)
-    return (
-        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
-        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
-    )
-
-
-def utc_now() -> str:
-    """The current time in the canonical format: what `AnswerRecord.created_at` expects."""
-    return format_timestamp(datetime.now(UTC))
 
 
 def is_canonical(text: str) -> bool:

@@ -10,6 +10,9 @@ reference answer, so it applies to any question of any corpus.
 - echo: the answer repeats the prompt's scaffolding ("Question: ...", the instruction, "passage 2 is");
 - grounding: the share of the answer's checkable facts (numbers, emails, URLs, capitalised names) that
   occur in the passages it cites (all shown passages when it cites none).
+
+(One concept at ~440 lines: the checks share the tokenisation of answers and passages into sentences,
+n-grams and checkable facts.)
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from core.files import fsync_dir, fsync_tree
 from rag.chunking import Chunk
-from rag.durable import fsync_dir, fsync_tree
 from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound, IndexWriteFailed, missing_extra
 from rag.lexical import LexicalIndex
 

@@ -17,6 +17,7 @@ class RegistryErrorCode(StrEnum):
     INVALID = "invalid_request"
     MODEL_NOT_FOUND = "model_not_found"
     MODEL_UNAVAILABLE = "model_unavailable"
+    SCHEMA_TOO_NEW = "schema_too_new"
 
 
 class RegistryError(KbloopError):
@@ -72,3 +73,10 @@ class ModelUnavailable(RegistryError):
 
     code = RegistryErrorCode.MODEL_UNAVAILABLE
     status = 503
+
+
+class SchemaTooNew(RegistryError):
+    """registry.db was migrated by a newer kbloop; this one must not write into it."""
+
+    code = RegistryErrorCode.SCHEMA_TOO_NEW
+    status = 500

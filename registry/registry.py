@@ -2,10 +2,11 @@
 
 Versions are folders under DATA_DIR/models/versions/ (registry/versions.py); their training report and
 gate result live in `training.json` beside the adapter. The aliases `champion`, `candidate` and
-`canary` (and the canary's traffic share) are kept in SQLite, DATA_DIR/models/registry.db, with one
-event row per change: the source of truth. The service reads `aliases.json`, a mirror written after
-each committed change, so a crash between the two leaves the previous champion serving until
-`Registry` next opens and re-mirrors.
+`canary` (and the canary's traffic share) are kept in SQLite, DATA_DIR/models/registry.db (schema in
+registry/migrations.py), with one event row per change: the source of truth. The service reads the
+aliases from `aliases.json`, a mirror written after each committed change, so a crash between the two
+leaves the previous champion serving until `Registry` next opens and re-mirrors; it reads the canary's
+share with `read_canary_share` (read-only, no lock taken).
 
 Changing an alias is compare-and-set inside `BEGIN IMMEDIATE`: two operators promoting at once both
 read the same current champion, one commits, the other finds the champion moved and gets a Conflict.
@@ -16,16 +17,15 @@ succeeds, so a corrupt or missing adapter never serves.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.clock import utc_now
+from core.files import write_json
 from feedback.connection import enable_wal
 from registry.errors import (
     Conflict,
@@ -36,33 +36,11 @@ from registry.errors import (
     UnknownVersion,
 )
 from registry.gate import GateResult, GateThresholds, evaluate_gate
+from registry.migrations import immediate_transaction, migrate
 from registry.versions import ModelDirectory, ModelVersion, is_version_id
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS aliases (
-    alias TEXT PRIMARY KEY NOT NULL,
-    version_id TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    reason TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alias_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    alias TEXT NOT NULL,
-    action TEXT NOT NULL,
-    from_version TEXT,
-    to_version TEXT,
-    actor TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    override INTEGER NOT NULL DEFAULT 0,
-    detail TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail))
-);
-CREATE TABLE IF NOT EXISTS registry_settings (
-    key TEXT PRIMARY KEY NOT NULL,
-    value TEXT NOT NULL
-);
-"""
+DB_NAME = "registry.db"
+_CANARY_SHARE = "SELECT value FROM registry_settings WHERE key = 'canary_share'"
 
 Smoke = Callable[[ModelVersion], None]
 
@@ -81,8 +59,22 @@ class AliasEvent:
     detail: dict[str, Any]
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def read_canary_share(models_dir: Path) -> float:
+    """The canary's traffic share, cheap enough for the service to read on its requests: a read-only
+    connection (no write lock, no migration, no journal-mode switch) that waits at most a second for a
+    writer. 0.0 when registry.db does not exist yet or cannot be read: the champion serves everything."""
+    path = models_dir / DB_NAME
+    if not path.exists():
+        return 0.0
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            row = conn.execute(_CANARY_SHARE).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0.0
+    return float(row[0]) if row else 0.0
 
 
 class Registry:
@@ -90,9 +82,9 @@ class Registry:
         self.models = ModelDirectory(models_dir)
         self.thresholds = thresholds or GateThresholds()
         models_dir.mkdir(parents=True, exist_ok=True)
-        self.path = models_dir / "registry.db"
+        self.path = models_dir / DB_NAME
         with self._connect() as conn:
-            conn.executescript(SCHEMA)
+            migrate(conn)  # the schema (registry/migrations.py); a newer one raises SchemaTooNew
         with self._transaction() as conn:  # under the write lock: two first opens adopt once
             if conn.execute("SELECT count(*) FROM aliases").fetchone()[0] == 0:
                 self._adopt(conn)
@@ -112,19 +104,13 @@ class Registry:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._connect() as conn, immediate_transaction(conn):
+            yield conn
 
     def _adopt(self, conn: sqlite3.Connection) -> None:
         """First open: take over the aliases the service has written so far (aliases.json)."""
         for alias, version_id in self.models.aliases().items():
-            at = _now()
+            at = utc_now()
             conn.execute(
                 "INSERT INTO aliases VALUES (?, ?, ?, 'system', 'adopted from aliases.json')",
                 (alias, version_id, at),
@@ -140,13 +126,7 @@ class Registry:
         aliases = self.aliases()
         if aliases != self.models.aliases():
             self.models.root.mkdir(parents=True, exist_ok=True)
-            path = self.models.root / "aliases.json"
-            tmp = path.with_name(f".aliases.json.{os.getpid()}.{threading.get_ident()}.tmp")
-            with tmp.open("w") as fh:
-                json.dump(aliases, fh, indent=2)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            write_json(self.models.root / "aliases.json", aliases)
 
     # -- reading ----------------------------------------------------------------------------------
     def aliases(self) -> dict[str, str]:
@@ -157,7 +137,7 @@ class Registry:
 
     def canary_share(self) -> float:
         with self._connect() as conn:
-            row = conn.execute("SELECT value FROM registry_settings WHERE key = 'canary_share'").fetchone()
+            row = conn.execute(_CANARY_SHARE).fetchone()
         return float(row["value"]) if row else 0.0
 
     def history(self, alias: str | None = None, limit: int = 100) -> list[AliasEvent]:
@@ -248,7 +228,7 @@ class Registry:
                 f"{alias} is now {current or 'unset'}, not {expected or 'unset'}: "
                 "another operator changed it; reload and try again"
             )
-        at = _now()
+        at = utc_now()
         if version_id is None:
             conn.execute("DELETE FROM aliases WHERE alias = ?", (alias,))
         else:

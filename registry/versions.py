@@ -13,13 +13,13 @@ reaches a manifest outside the versions folder.
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core.clock import utc_now
+from core.files import write_json
 from registry.errors import ModelNotFound
 
 ALIASES = ("champion", "candidate", "canary")
@@ -56,7 +56,7 @@ class ModelDirectory:
         """Make sure `v0001` (the base policy) exists and `champion` points somewhere."""
         first = self._versions / "v0001" / "manifest.json"
         if not first.exists():
-            self.add(ModelVersion(id="v0001", base=base, created=_now()))
+            self.add(ModelVersion(id="v0001", base=base, created=utc_now()))
         aliases = self.aliases()
         if "champion" not in aliases:
             self.set_alias("champion", "v0001")
@@ -65,7 +65,7 @@ class ModelDirectory:
     def add(self, version: ModelVersion) -> ModelVersion:
         folder = self._versions / version.id
         folder.mkdir(parents=True, exist_ok=True)
-        _write_json(folder / "manifest.json", asdict(version))
+        write_json(folder / "manifest.json", asdict(version))
         return version
 
     def versions(self) -> list[ModelVersion]:
@@ -100,7 +100,7 @@ class ModelDirectory:
         self.get(version_id)
         aliases = {**self.aliases(), alias: version_id}
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_json(self.root / "aliases.json", aliases)
+        write_json(self.root / "aliases.json", aliases)
 
     def resolve(self, name: str) -> ModelVersion:
         """A version by alias or id; ModelNotFound (listing the valid names) otherwise."""
@@ -114,16 +114,3 @@ class ModelDirectory:
     def _not_found(self, name: str) -> ModelNotFound:
         valid = sorted(self.aliases()) + [v.id for v in self.versions()]
         return ModelNotFound(f"unknown model {name!r}; valid: {', '.join(valid) or 'none yet'}")
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as fh:
-        json.dump(data, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

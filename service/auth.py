@@ -41,6 +41,10 @@ class Identity:
     def is_operator(self) -> bool:
         return self.role == "operator"
 
+    def may_access(self, owner: str) -> bool:
+        """Whether this caller may see and rate what `owner` asked: its author, or an operator."""
+        return owner == self.user or self.is_operator
+
 
 LOCAL_OPERATOR = Identity(user="local", role="operator", groups=())  # local mode, asked at a loopback host
 LOCAL_EMPLOYEE = Identity(user="local", role="employee", groups=())  # local mode, asked at any other host

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def start(settings: Settings) -> subprocess.Popen[bytes]:
-    log_path = settings.data_dir / "trainer" / "worker.log"
+    log_path = settings.data.trainer_log
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "KBLOOP_DATA_DIR": str(settings.data_dir)}
     command = [

@@ -23,6 +23,10 @@ database's integrity_check), refuses a data directory that holds anything unless
 server, an ingest or a refresh is using (service.datalock), copies into a hidden sibling of the data
 directory (checking the hashes again as it reads), and swaps the two in one rename (renameat2
 RENAME_EXCHANGE on Linux): a restore killed at any point leaves the old data directory as it was.
+
+(One concept at ~550 lines: backup and restore are the two halves of one file format and share its
+manifest, hashing and integrity checks; splitting them would put the format in a third module that both
+must agree with.)
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Protocol
 
+from core.datadir import DataDir
 from core.errors import KbloopError
-from rag.durable import fsync_dir, fsync_tree
+from core.files import fsync_dir, fsync_tree
 from service.datalock import LOCK_FILE, exclusive
 
 FORMAT = 1
@@ -164,7 +169,9 @@ def backup(
             databases[rel] = {"integrity_check": "ok"}
             progress.advance(files[-1]["size"])
         notes: list[str] = []
-        index_version, index_files = _copy_index(data_dir / "index", partial / "index", progress, notes)
+        index_version, index_files = _copy_index(
+            DataDir(data_dir).index, DataDir(partial).index, progress, notes
+        )
         files += index_files
         for rel in plan.files:
             try:
@@ -220,7 +227,7 @@ def _plan(data_dir: Path, include_base: bool) -> _Plan:
                 continue
             plan.bytes += size
             (plan.databases if name in databases else plan.files).append(rel)
-    plan.bytes += _index_bytes(data_dir / "index")
+    plan.bytes += _index_bytes(DataDir(data_dir).index)
     return plan
 
 

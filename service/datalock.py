@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-LOCK_FILE = ".kbloop.lock"
+from core.datadir import DataDir
+
+LOCK_FILE = DataDir(Path(".")).lock.name  # the lock file's name, in every data directory
 
 
 class DataDirInUse(Exception):
@@ -45,7 +47,7 @@ class ServerLock:
 def hold_shared(data_dir: Path) -> ServerLock:
     """The server's lock on `data_dir`: DataDirInUse while a restore is replacing it."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(DataDir(data_dir).lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -63,16 +65,16 @@ def exclusive(data_dir: Path, index_dir: Path | None = None) -> Iterator[None]:
     if not data_dir.exists():
         yield
         return
-    index_dir = index_dir or data_dir / "index"
+    index_dir = index_dir or DataDir(data_dir).index
     held: list[int] = []
     try:
         # the server's lock file is created if missing, so a server starting now waits for us
-        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(DataDir(data_dir).lock, os.O_RDWR | os.O_CREAT, 0o644)
         held.append(fd)
         _take(fd, f"a server (`kbloop serve`) is using {data_dir}; stop it first")
         for path, holder in (
             (index_dir / ".lock", f"an ingest (`kbloop ingest`) is writing {index_dir}"),
-            (data_dir / "trainer" / "lock", f"a refresh of the background trainer is using {data_dir}"),
+            (DataDir(data_dir).trainer_lock, f"a refresh of the background trainer is using {data_dir}"),
         ):
             try:
                 fd = os.open(path, os.O_RDONLY)

@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from pathlib import Path
 
 from core.settings import Settings
+from registry.registry import read_canary_share
 from registry.versions import ModelDirectory, ModelVersion
 from service.generation.backends import LlamaCppVersions, VllmVersions, choose_backend
 from service.generation.base import Generator
@@ -61,7 +60,7 @@ class PolicyRuntime:
         """The canary's traffic share from the registry (re-read at most once a second)."""
         now = time.monotonic()
         if now - self._share_read_at > 1.0:
-            self._share = read_canary_share(self.models.root / "registry.db")
+            self._share = read_canary_share(self.models.root)
             self._share_read_at = now
         return self._share
 
@@ -145,17 +144,3 @@ class PolicyRuntime:
 def canary_bucket(conversation_id: str) -> float:
     """A stable number in [0, 1) per conversation."""
     return int(hashlib.sha256(conversation_id.encode()).hexdigest()[:8], 16) / 2**32
-
-
-def read_canary_share(db: Path) -> float:
-    if not db.exists():
-        return 0.0
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            row = conn.execute("SELECT value FROM registry_settings WHERE key = 'canary_share'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0.0
-    return float(row[0]) if row else 0.0

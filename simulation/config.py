@@ -18,21 +18,37 @@ class SimulationError(TrainerError):
     """The simulation cannot go on: the service is not ready, or an API call failed."""
 
 
+def _f(default: Any, help: str, **bounds: float) -> Any:
+    """A field with the help text (and the `min`/`max` bounds) of its `kbloop simulate` option."""
+    return dataclasses.field(default=default, metadata={"help": help, **bounds})
+
+
 @dataclass
 class SimulationConfig:
-    rounds: int = 2
-    preference: str = "concise-cited"
-    users: int = 6
-    asks: int = 1  # times each train question is asked (and compared) per round, by different employees
-    max_tokens: int = 48  # answer length, in collection and measurement alike
-    heldout_samples: int = 2  # sampled (as served) held-out judgements per question, beside the greedy one
-    canary_share: float = 0.5
-    override: bool = False  # promote a candidate the promotion rule refused (recorded as an override)
-    min_comparisons: int = 30  # live canary-vs-champion comparisons the promotion rule needs
-    noise: float = 0.05  # standard deviation of an employee's judgement noise, in score units
-    corrections: float = 0.25  # share of thumbs-down answers the employee rewrites as a correction
-    concurrency: int = 4  # requests in flight (the engine batches them)
-    seed: int = 0
+    """What a simulation is asked to do; each field is an option of `kbloop simulate` (cli/simulate.py)."""
+
+    rounds: int = _f(2, "Feedback → refresh → canary → promote rounds.", min=1)
+    preference: str = _f("concise-cited", "The employees' hidden preference.")
+    users: int = _f(6, "Simulated employees.", min=2)
+    asks: int = _f(
+        1, "Times each train question is asked and compared per round, by different employees.", min=1
+    )
+    max_tokens: int = _f(48, "Answer length, in collection, PPO and measurement alike.", min=1)
+    heldout_samples: int = _f(
+        2, "Sampled answer pairs (as served) judged per held-out question, beside the greedy one.", min=0
+    )
+    canary_share: float = _f(0.5, "Canary share of conversations.", min=0, max=1)
+    override: bool = _f(False, "Promote candidates the promotion rule refuses (recorded as an override).")
+    min_comparisons: int = _f(30, "Live canary-vs-champion comparisons the promotion rule needs.", min=1)
+    noise: float = _f(0.05, "Employees' judgement noise: its standard deviation, in score units.", min=0)
+    corrections: float = _f(
+        0.25,
+        "Share of thumbs-down answers an employee rewrites as a correction (SFT examples).",
+        min=0,
+        max=1,
+    )
+    concurrency: int = _f(4, "Requests in flight (the engine batches them).", min=1)
+    seed: int = _f(0, "Seed: question split, employees, noise, training.")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -78,7 +78,7 @@ def _service(
     from service.app import create_app
 
     people = employees(cfg.users, cfg.seed, cfg.noise)
-    tokens = settings.data_dir / "simulate" / "tokens.json"
+    tokens = settings.data.simulate_tokens
     tokens.parent.mkdir(parents=True, exist_ok=True)
     tokens.write_text(json.dumps({p.token: {"user": p.user, "role": "employee"} for p in people}))
     tokens.chmod(0o600)

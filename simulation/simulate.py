@@ -404,7 +404,7 @@ class Loop:
 
 def _reseeded(configs: RefreshConfigs, seed: int) -> RefreshConfigs:
     """Each round's training seed (data order, initialisation, sampling). The held-out split is not
-    seeded: it is a function of the question (trainer.data.heldout_prompt_ids), the same every round."""
+    seeded: it is a function of the question (trainer.hygiene.heldout_prompt_ids), the same every round."""
     return dataclasses.replace(
         configs,
         refresh=dataclasses.replace(configs.refresh, seed=seed),

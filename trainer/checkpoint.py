@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rag.durable import fsync_dir
+from core.files import fsync_dir
 
 FILE = "state.pt"
 

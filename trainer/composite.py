@@ -147,7 +147,7 @@ def fit_on_pairs(
     seed: int = 0,
 ) -> CompositeReward:
     """Score a seeded sample of the training pairs (and as many held-out pairs) with the learned model
-    and the checks, and fit the weights on them (trainer.data.PreferencePair: prompt, chosen, rejected).
+    and the checks, and fit the weights on them (trainer.examples.PreferencePair: prompt, chosen, rejected).
     The learned model is the slow part: `sample` bounds its passes."""
     import random
 

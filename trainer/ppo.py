@@ -26,6 +26,9 @@ Policy and value head share one backbone forward pass (the value head reads the 
 and the reference is the same backbone with the champion's frozen adapter (or none): three roles, one
 copy of the weights, which is what makes PPO fit on a CPU. The math lives in trainer/losses.py,
 trainer/advantages.py and trainer/kl_control.py.
+
+(One concept at ~530 lines: the five steps of an iteration share the policy, reference, scorer and
+KL controller they hold; the math they call is already in its own modules.)
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.clock import utc_now
+from core.files import write_json
 from trainer.errors import TrainerError
-from trainer.runs import now, write_json
 
 PROGRESS_FILE = "progress.json"
 STOP_FILE = "STOP"
@@ -42,7 +43,7 @@ def eta_seconds(done: float, total: float, elapsed_s: float) -> float | None:
 def request_stop(folder: Path, reason: str = "operator") -> Path:
     """Ask the run in `folder` (a run or a refresh folder) to stop at its next step boundary."""
     path = folder / STOP_FILE
-    write_json(path, {"requested": now(), "requested_ts": time.time(), "reason": reason})
+    write_json(path, {"requested": utc_now(), "requested_ts": time.time(), "reason": reason})
     return path
 
 
@@ -129,7 +130,7 @@ class Progress:
             "metrics": dict(self.metrics),
             "pid": os.getpid(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            "updated": now(),
+            "updated": utc_now(),
         }
 
     def _write(self, state: str, *, force: bool = False) -> None:

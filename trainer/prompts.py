@@ -46,12 +46,12 @@ __all__ = [
     "logged_prompts",
 ]
 
-from feedback.connection import rows
-from feedback.filters import time_window, where
 from feedback.golden import GoldenItem
+from feedback.readers import prompted_answers
 from rag.prompting import Passage
-from trainer.data import Demonstration, Message, prompt_id, shared
 from trainer.errors import DataError
+from trainer.examples import Demonstration, Message, prompt_id
+from trainer.feedback_data import shared
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -273,32 +273,24 @@ def logged_prompts(
     """Distinct prompts the policy was fed (refusals have none) by answers created in [since, until),
     newest first: all of them, or `limit` of them: a sample drawn with `seed`, or with `seed=None` the
     newest. Streams from one snapshot; a sample keeps only `limit` prompts in memory. Prompts that held a
-    passage restricted to access groups are left out (trainer.data.shared), counted in `restricted`
-    under `answer.restricted` when a counter is given."""
+    passage restricted to access groups are left out (trainer.feedback_data.shared), counted in
+    `restricted` under `answer.restricted` when a counter is given."""
     restricted = Counter() if restricted is None else restricted
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    clauses, params = time_window("created_at", since, until)
-    clauses = ["refused = 0", "prompt <> ''", *clauses]
-    sql = (
-        f"SELECT prompt, answer_id, model_version, passage_groups FROM answers{where(clauses)} "
-        "ORDER BY created_at DESC, rowid DESC"
-    )
     rng = random.Random(seed) if seed is not None else None
     seen: set[bytes] = set()
     picked: list[tuple[int, LoggedPrompt]] = []  # (position newest first, prompt)
     with store.snapshot() as conn:
-        for row in rows(conn, sql, params):
-            if not shared(row, ("passage_groups",), "answer", restricted):
+        for row in prompted_answers(conn, since=since, until=until):
+            if not shared((row.passage_groups,), "answer", restricted):
                 continue
-            digest = hashlib.sha256(row["prompt"].encode("utf-8")).digest()
+            digest = hashlib.sha256(row.prompt.encode("utf-8")).digest()
             if digest in seen:
                 continue
             seen.add(digest)
             n = len(seen) - 1
-            found = LoggedPrompt(
-                row["prompt"], prompt_id(row["prompt"]), row["answer_id"], row["model_version"]
-            )
+            found = LoggedPrompt(row.prompt, prompt_id(row.prompt), row.answer_id, row.model_version)
             if limit is None or len(picked) < limit:
                 picked.append((n, found))
             elif rng is None:

@@ -11,8 +11,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from core.clock import utc_now
+from core.files import write_json
 from registry.versions import ModelDirectory, ModelVersion
-from trainer.runs import now, write_json
 
 
 def next_version_id(models: ModelDirectory) -> str:
@@ -29,10 +30,10 @@ def publish_candidate(
     staging = models.root / "versions" / f".{version_id}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(adapter, staging / "adapter")
-    write_json(staging / "training.json", {"run": str(run_dir), "report": report, "created": now()})
+    write_json(staging / "training.json", {"run": str(run_dir), "report": report, "created": utc_now()})
     staging.rename(folder)
     version = ModelVersion(
-        id=version_id, base=base, adapter="adapter", parent=parent, created=now(), status="candidate"
+        id=version_id, base=base, adapter="adapter", parent=parent, created=utc_now(), status="candidate"
     )
     models.add(version)
     from registry.registry import Registry

@@ -12,7 +12,7 @@ snapshot plus a replay sample of older data; `full_retrain` starts from the poli
 The result is registered as the `candidate` (never served before an operator promotes it); a failed or
 refused run leaves every alias as it was.
 
-Clean evidence: one held-out split (trainer.data `heldout_prompt_ids`: by question hash, paraphrases
+Clean evidence: one held-out split (trainer.hygiene `heldout_prompt_ids`: by question hash, paraphrases
 together) decides for pairs, thumbs and logged prompts alike, the same in every refresh; reward model,
 pairs, thumbs and PPO rollouts come from the train side only. Token budgets derive from the logged
 prompts (p95 + the response budget, `derive_budgets`). With `sft_first`, the policy update starts from
@@ -31,14 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from core.clock import utc_now
+from core.files import write_json
 from registry.gate import GateThresholds, evaluate_gate
 from trainer.config import DPOConfig, KTOConfig, PPOConfig, RefreshConfig, RewardConfig, SFTConfig
 from trainer.errors import TrainerError
-from trainer.runs import Run, new_run_dir, now, write_json
+from trainer.runs import Run, new_run_dir
 
 if TYPE_CHECKING:
     from core.settings import Settings
-    from trainer.data import FeedbackData
+    from trainer.feedback_data import FeedbackData
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -209,7 +211,7 @@ def refresh(
         if not publishable:
             run.update(
                 status="refused",
-                finished=now(),
+                finished=utc_now(),
                 report=report,
                 error=policy_metrics.get("refused", "not publishable"),
             )
@@ -239,7 +241,9 @@ def _data(
     """Examples from one recorded snapshot (the same one again when the run resumes), and the logged
     prompts of that snapshot, split by one held-out decision."""
     from feedback.store import Store
-    from trainer.data import Snapshot, correction_pairs, heldout_prompt_ids, load_feedback
+    from trainer.examples import correction_pairs
+    from trainer.feedback_data import Snapshot, load_feedback
+    from trainer.hygiene import heldout_prompt_ids
     from trainer.prompts import logged_prompts
 
     cfg, reward_cfg = configs.refresh, configs.reward

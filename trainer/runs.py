@@ -23,13 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from core.clock import utc_now
+from core.files import write_json, write_text_atomic
 from trainer.errors import TrainerError
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def git_commit() -> str | None:
@@ -40,15 +38,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as fh:
-        json.dump(data, fh, indent=2, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def new_run_dir(runs: Path, kind: str) -> Path:
@@ -88,7 +77,7 @@ class Run:
             manifest = run.manifest()
             if manifest.get("status") == "succeeded":
                 raise TrainerError(f"{root} holds a finished run; its result is in {root / 'output'}")
-            run.update(status="running", resumed=now(), error=None)
+            run.update(status="running", resumed=utc_now(), error=None)
             return run
         root.mkdir(parents=True, exist_ok=True)
         write_json(root / "config.json", config)
@@ -97,7 +86,7 @@ class Run:
             {
                 "kind": kind,
                 "status": "running",
-                "created": now(),
+                "created": utc_now(),
                 "git_commit": git_commit(),
                 "config": config,
             },
@@ -124,7 +113,7 @@ class Run:
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         with (self.root / "metrics.jsonl").open("a") as fh:
-            fh.write(json.dumps({"step": step, "time": now(), **values}, default=float) + "\n")
+            fh.write(json.dumps({"step": step, "time": utc_now(), **values}, default=float) + "\n")
 
     def metrics(self) -> list[dict[str, Any]]:
         path = self.root / "metrics.jsonl"
@@ -142,9 +131,7 @@ class Run:
         """Drop metric lines past the checkpoint a resumed run restarts from (they are logged again)."""
         kept = [m for m in self.metrics() if int(m.get("step", 0)) <= after_step]
         path = self.root / "metrics.jsonl"
-        tmp = path.with_name(f".metrics.jsonl.{os.getpid()}.tmp")
-        tmp.write_text("".join(json.dumps(m) + "\n" for m in kept))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(json.dumps(m) + "\n" for m in kept))
 
     @contextmanager
     def publishing(self) -> Iterator[Path]:
@@ -162,8 +149,8 @@ class Run:
         os.replace(staging, self.output)
 
     def succeed(self, **fields: Any) -> None:
-        self.update(status="succeeded", finished=now(), **fields)
+        self.update(status="succeeded", finished=utc_now(), **fields)
         shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
 
     def fail(self, error: BaseException) -> None:
-        self.update(status="failed", finished=now(), error=f"{type(error).__name__}: {error}")
+        self.update(status="failed", finished=utc_now(), error=f"{type(error).__name__}: {error}")

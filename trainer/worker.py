@@ -30,17 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.clock import utc_now
+from core.files import write_json
 from trainer.errors import TrainerError
 from trainer.progress import Stopped, request_stop
-from trainer.runs import now, write_json
 
 if TYPE_CHECKING:
     from core.settings import Settings
     from trainer.refresh import RefreshConfigs, RefreshResult
 
 log = logging.getLogger(__name__)
-
-FEEDBACK_TABLES = {"vote_events": "created_at", "comparisons": "chosen_at", "corrections": "created_at"}
 
 
 class Busy(TrainerError):
@@ -86,20 +85,13 @@ def read_state(data_dir: Path) -> dict[str, Any]:
 
 def new_feedback(db: Path, since: str | None) -> int:
     """Feedback events recorded after `since` (all of them when None)."""
+    from feedback.readers import count_feedback_events
     from feedback.store import Store
 
     if not db.exists():
         return 0
-    total = 0
     with Store(db) as store, store.snapshot() as conn:
-        for table, column in FEEDBACK_TABLES.items():
-            sql = f"SELECT count(*) FROM {table} WHERE {column} IS NOT NULL"
-            params: list[str] = []
-            if since is not None:
-                sql += f" AND {column} >= ?"
-                params.append(since)
-            total += int(conn.execute(sql, params).fetchone()[0])
-    return total
+        return count_feedback_events(conn, since)
 
 
 def due(state: dict[str, Any], pending: int, cfg: WorkerConfig, at: float) -> str | None:
@@ -186,7 +178,7 @@ class Worker:
             log.info("refresh starting: %s", reason)
             started = time.time()
             state = read_state(data_dir)
-            entry: dict[str, Any] = {"reason": reason, "started": now()}
+            entry: dict[str, Any] = {"reason": reason, "started": utc_now()}
             try:
                 result = self.refresh(self.settings, self.configs)
             except Stopped as exc:  # an operator's request: the run keeps its checkpoints

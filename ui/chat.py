@@ -233,7 +233,7 @@ def send_feedback(
 def _check_asker(store: Store, answer_id: str, identity: Identity) -> None:
     """Only who asked (or an operator) rates an answer, as in the API; the token may have changed
     since the question was asked."""
-    if store.get_answer(answer_id).user_id != identity.user and not identity.is_operator:
+    if not identity.may_access(store.get_answer(answer_id).user_id):
         raise gr.Error("This answer was given to someone else: only they can rate it. Ask again.")
 
 

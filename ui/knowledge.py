@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 DOCUMENT_COLUMNS = ["source", "title", "access groups", "chunks"]
 UPLOAD_TYPES = [".md", ".txt", ".html", ".pdf"]
-UPLOADS = "uploads"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 ProgressFn = Callable[..., Any]  # gr.Progress: progress((done, total), desc=...)
@@ -46,7 +45,7 @@ PROGRESS = gr.Progress()  # a handler's default: Gradio passes the event's own b
 
 
 def uploads_dir(app: AppState) -> Path:
-    return app.settings.data_dir / UPLOADS
+    return app.settings.data.uploads
 
 
 def max_upload_bytes(app: AppState) -> int:

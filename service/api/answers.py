@@ -22,7 +22,7 @@ def get_answer(answer_id: str, identity: IdentityDep, store: StoreDep) -> dict[s
         record = store.get_answer(answer_id)
     except AnswerNotFound:
         raise NotFound(f"no answer {answer_id!r}") from None
-    if record.user_id != identity.user and not identity.is_operator:
+    if not identity.may_access(record.user_id):
         raise NotFound(f"no answer {answer_id!r}")  # not 403: don't confirm other people's answer ids
     return asdict(record)
 

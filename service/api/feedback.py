@@ -74,7 +74,7 @@ def _visible_answer(store: Store, answer_id: str, identity: Identity) -> None:
         owner = store.answer_owner(answer_id)
     except AnswerNotFound:
         raise NotFound(f"no answer {answer_id!r}") from None
-    if owner != identity.user and not identity.is_operator:
+    if not identity.may_access(owner):
         raise NotFound(f"no answer {answer_id!r}")
 
 

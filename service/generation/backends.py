@@ -121,7 +121,7 @@ def server_config(settings: Settings, model: Path, slots: int | None = None) -> 
         context_per_slot=settings.llamacpp_context,
         threads=settings.llamacpp_threads or os.cpu_count() or 1,
         queue_size=settings.queue_size,
-        log_dir=settings.data_dir / "logs",
+        log_dir=settings.data.logs,
     )
 
 
@@ -199,7 +199,7 @@ def vllm_config(settings: Settings, base: Path, ranks: list[int]) -> VllmConfig:
         max_num_seqs=settings.vllm_max_num_seqs,
         max_loras=settings.vllm_max_loras,
         max_lora_rank=server_lora_rank(ranks, settings.vllm_max_lora_rank),
-        log_dir=settings.data_dir / "logs",
+        log_dir=settings.data.logs,
         extra_args=tuple(shlex.split(settings.vllm_args)),
         startup_timeout_s=settings.vllm_startup_timeout_s,
     )

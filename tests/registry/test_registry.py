@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from registry.errors import (
     NotPromotable,
     UnknownVersion,
 )
-from registry.registry import Registry
+from registry.registry import Registry, read_canary_share
 from registry.versions import ModelDirectory, ModelVersion
 
 PASSING = {
@@ -171,3 +172,22 @@ def test_canary_share_and_promotion_clears_roles(root: Path) -> None:
     registry.set_canary("v0003", 0.1, actor="ana", reason="next")
     registry.set_canary(None, 0.0, actor="ana", reason="stop")
     assert "canary" not in registry.aliases() and registry.canary_share() == 0.0
+
+
+def test_the_services_canary_share_reader_reads_the_registry_without_writing(root: Path) -> None:
+    db = root / "registry.db"
+    assert read_canary_share(root) == 0.0 and not db.exists()  # no registry yet: nothing is created
+    registry = Registry(root)
+    assert read_canary_share(root) == 0.0  # a registry without a canary
+    registry.set_canary("v0002", 0.25, actor="ana", reason="try it")
+    assert read_canary_share(root) == 0.25 == registry.canary_share()
+    registry.set_canary(None, 0.0, actor="ana", reason="stop")
+    assert read_canary_share(root) == 0.0
+
+
+def test_the_canary_share_reader_falls_back_to_zero_on_an_unreadable_registry(tmp_path: Path) -> None:
+    (tmp_path / "registry.db").write_bytes(b"not a database, " * 64)
+    assert read_canary_share(tmp_path) == 0.0
+    (tmp_path / "registry.db").unlink()
+    sqlite3.connect(tmp_path / "registry.db").close()  # an empty SQLite file: no table yet
+    assert read_canary_share(tmp_path) == 0.0

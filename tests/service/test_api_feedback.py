@@ -210,3 +210,11 @@ def test_kbloop_export_cli(client: TestClient, tmp_path: Path) -> None:
     assert json.loads(sft.stdout.splitlines()[0])["messages"][-1]["role"] == "assistant"
     bad = runner.invoke(app, ["export", "nonsense"])
     assert bad.exit_code == 2 and "unknown export" in bad.output
+
+
+def test_an_answer_is_open_to_its_author_and_to_operators_only() -> None:
+    from service.auth import Identity
+
+    assert Identity("ana").may_access("ana")
+    assert not Identity("ana").may_access("bo")
+    assert Identity("root", role="operator").may_access("bo")

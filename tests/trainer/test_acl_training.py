@@ -23,7 +23,8 @@ from feedback.export_csv import export_csv
 from feedback.golden import item_from_answer
 from rag.config import RagConfig
 from tests.conftest import REPO
-from trainer.data import load_feedback, read_jsonl_thumbs
+from trainer.feedback_data import load_feedback
+from trainer.jsonl import read_jsonl_thumbs
 from trainer.prompts import logged_prompts
 
 HANDBOOK = REPO / "examples" / "acme-handbook"

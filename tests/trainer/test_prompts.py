@@ -18,8 +18,8 @@ from rag.search import Retriever
 from tests.conftest import REPO
 from tests.feedback.factory import FakeClock, make_record
 from tests.service.tiny import tiny_tokenizer
-from trainer.data import prompt_id
 from trainer.errors import DataError
+from trainer.examples import prompt_id
 from trainer.prompts import (
     GoldenItem,
     PromptRenderer,

@@ -180,7 +180,7 @@ def test_one_stable_split_for_every_seed_and_rollouts_from_the_train_side(
     client: TestClient, settings: Settings, embedder: Any, tmp_path: Path
 ) -> None:
     from simulation.simulate import _reseeded
-    from trainer.data import prompt_id
+    from trainer.examples import prompt_id
     from trainer.refresh import _data
     from trainer.runs import Run
 
