@@ -15,6 +15,7 @@ import typer
 
 from cli.errors import fail
 from registry.gate import GateThresholds
+from registry.reports import GateVerdict
 
 models_app = typer.Typer(
     help="Model versions, aliases and their history: promote, roll back, canary.", no_args_is_help=True
@@ -72,8 +73,8 @@ def list_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
             return
         share = registry.canary_share()
         for row in rows:
-            gate = row["gate"]
-            verdict = "-" if gate is None else ("passed" if gate["passed"] else "FAILED")
+            gate = GateVerdict.from_json(row["gate"])
+            verdict = "-" if gate is None else ("passed" if gate.passed else "FAILED")
             aliases = ",".join(row["aliases"]) + (f" ({share:.0%})" if "canary" in row["aliases"] else "")
             typer.echo(
                 f"{row['id']:8} {aliases or '-':22} parent={row['parent'] or '-':6} gate={verdict:6} "

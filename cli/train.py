@@ -452,16 +452,17 @@ def refresh_command(
                 "status": result.status,
                 "candidate": result.candidate,
                 "run": str(result.run_dir),
-                "report": {k: v for k, v in result.report.items() if k != "evaluation"}
-                | {
-                    "evaluation": {
-                        k: v for k, v in result.report.get("evaluation", {}).items() if k != "answers"
-                    }
-                },
+                "report": _without_answers(result.report.to_json()),
             }
         )
 
     _guard(body)
+
+
+def _without_answers(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without the golden questions' answers (long; `kbloop models show` has them)."""
+    evaluation = {k: v for k, v in (report.get("evaluation") or {}).items() if k != "answers"}
+    return {**report, "evaluation": evaluation} if report.get("evaluation") else report
 
 
 # -- kbloop eval reward -----------------------------------------------------------------------------

@@ -15,9 +15,10 @@ auto-promotion requires anyway.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from registry.reports import Check, Evaluation, GateVerdict, RefreshReport
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -49,39 +50,8 @@ class GateThresholds:
         )
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    value: float | None
-    limit: float
-    passed: bool
-    detail: str
-    ran: bool = True  # False: the check could not be run (no golden set); it does not block the gate
-
-
 GOLDEN_CHECKS = ("similarity", "citations", "refusals")
 NO_GOLDEN_SET = "not run: no golden set"
-LIVE_NOTE = (
-    "no golden set: similarity, citations and refusals were not checked; promote on the canary's "
-    "human win rate against the champion (side-by-side comparisons)"
-)
-
-
-@dataclass(frozen=True)
-class GateResult:
-    passed: bool
-    checks: tuple[Check, ...]
-
-    @property
-    def not_run(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.checks if not c.ran)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
-        if self.not_run:
-            out["not_run"] = list(self.not_run)
-            out["note"] = LIVE_NOTE
-        return out
 
 
 def reward_win_rate(
@@ -113,31 +83,25 @@ def pooled_reward_win_rate(
     return reward_win_rate(*golden), "golden"
 
 
-def _basis(evaluation: dict[str, Any], key: str = "reward_win_rate_basis") -> str:
-    basis = evaluation.get(key) or "golden"
-    logged = evaluation.get("reward_win_rate_prompts")
-    return f"{basis} prompts" + (f", {logged} logged" if logged else "")
+def _basis(basis: str | None, logged: int | None) -> str:
+    return f"{basis or 'golden'} prompts" + (f", {logged} logged" if logged else "")
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not math.isnan(float(value)) else None
-
-
-def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateResult:
-    """Checks on a refresh report (`evaluation` with candidate/champion summaries, `policy` metrics)."""
-    evaluation = report.get("evaluation") or {}
-    cand, champ = evaluation.get("candidate") or {}, evaluation.get("champion") or {}
-    no_golden = evaluation.get("golden_set") == "missing"
+def evaluate_gate(report: RefreshReport, thresholds: GateThresholds) -> GateVerdict:
+    """Checks on a refresh report (its `evaluation` of candidate vs champion, its policy metrics)."""
+    evaluation = report.evaluation or Evaluation()
+    cand, champ = evaluation.candidate, evaluation.champion
+    no_golden = evaluation.golden_missing
     checks: list[Check] = []
-    if not no_golden and (not cand or not champ):
+    if not no_golden and (cand is None or champ is None):
         checks.append(Check("evaluated", None, 1.0, False, "no golden-set evaluation in the report"))
-        return GateResult(False, tuple(checks))
+        return GateVerdict(False, tuple(checks))
 
     def drop(name: str, key: str, limit: float) -> None:
-        if no_golden:
+        if no_golden or cand is None or champ is None:
             checks.append(Check(name, None, -limit, True, NO_GOLDEN_SET, ran=False))
             return
-        c, h = _number(cand.get(key)), _number(champ.get(key))
+        c, h = getattr(cand, key), getattr(champ, key)
         if c is None or h is None:
             checks.append(Check(name, None, limit, True, f"{key}: not measured (no such questions)"))
             return
@@ -147,9 +111,9 @@ def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateRes
     drop("similarity", "similarity", thresholds.max_similarity_drop)
     drop("citations", "citation_correct", thresholds.max_citation_drop)
     drop("refusals", "refusal_rate_unanswerable", thresholds.max_refusal_drop)
-    win = _number(evaluation.get("reward_win_rate"))
-    checked = _number(evaluation.get("checks_win_rate"))
-    optimised = bool(evaluation.get("reward_optimised"))
+    win, checked = evaluation.reward_win_rate, evaluation.checks_win_rate
+    optimised = evaluation.reward_optimised
+    logged = evaluation.reward_win_rate_prompts
     if win is not None:
         # a policy optimised against the reward model would be judged by its own target: reported only
         checks.append(
@@ -158,7 +122,7 @@ def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateRes
                 win,
                 thresholds.min_reward_win_rate,
                 optimised or win >= thresholds.min_reward_win_rate,
-                f"reward model prefers the candidate ({_basis(evaluation)})"
+                f"reward model prefers the candidate ({_basis(evaluation.reward_win_rate_basis, logged)})"
                 + ("; reported, not gated: the policy was optimised against it" if optimised else ""),
             )
         )
@@ -170,7 +134,7 @@ def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateRes
                 thresholds.min_checks_win_rate,
                 checked >= thresholds.min_checks_win_rate,
                 "the answer checks (citations, grounding, loops, copying, length) prefer the candidate "
-                f"({_basis(evaluation, 'checks_win_rate_basis')})",
+                f"({_basis(evaluation.checks_win_rate_basis, logged)})",
             )
         )
     if win is None and checked is None and no_golden:  # nothing offline judged the answers at all
@@ -183,10 +147,10 @@ def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateRes
                 "not measured: no golden set and no held-out logged prompts",
             )
         )
-    kl = _number((report.get("policy") or {}).get("kl_to_champion"))
+    kl = report.kl_to_champion
     if kl is not None:
         checks.append(Check("kl", kl, thresholds.max_kl, kl <= thresholds.max_kl, "KL to the champion"))
-    base_kl = _number((report.get("policy") or {}).get("kl_to_base"))
+    base_kl = report.kl_to_base
     if base_kl is not None:
         checks.append(
             Check(
@@ -197,7 +161,7 @@ def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateRes
                 "KL to the base model: the cumulative drift of every refresh",
             )
         )
-    drift = _number(evaluation.get("length_drift"))
+    drift = evaluation.length_drift
     if drift is not None:
         checks.append(
             Check(
@@ -208,4 +172,4 @@ def evaluate_gate(report: dict[str, Any], thresholds: GateThresholds) -> GateRes
                 "mean answer length vs the champion",
             )
         )
-    return GateResult(all(c.passed for c in checks), tuple(checks))
+    return GateVerdict(all(c.passed for c in checks), tuple(checks))

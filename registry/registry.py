@@ -35,8 +35,9 @@ from registry.errors import (
     NotPromotable,
     UnknownVersion,
 )
-from registry.gate import GateResult, GateThresholds, evaluate_gate
+from registry.gate import GateThresholds, evaluate_gate
 from registry.migrations import immediate_transaction, migrate
+from registry.reports import GateVerdict, RefreshReport
 from registry.versions import ModelDirectory, ModelVersion, is_version_id
 
 DB_NAME = "registry.db"
@@ -186,9 +187,13 @@ class Registry:
             return {}
         return data
 
-    def gate(self, version_id: str) -> GateResult:
+    def gate(self, version_id: str) -> GateVerdict:
         """The gate on the version's stored report (recomputed with the current thresholds)."""
-        return evaluate_gate(self.report(version_id).get("report", {}), self.thresholds)
+        return evaluate_gate(self.refresh_report(version_id), self.thresholds)
+
+    def refresh_report(self, version_id: str) -> RefreshReport:
+        """The typed report of the refresh that produced the version (empty for the base)."""
+        return RefreshReport.from_json(self.report(version_id).get("report"))
 
     def describe(self, version_id: str) -> dict[str, Any]:
         version = self.version(version_id)

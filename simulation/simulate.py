@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from registry.gate import GateThresholds
+from registry.reports import Evaluation, ModelSummary, RefreshReport
 from simulation.config import SimulationConfig, SimulationError
 from simulation.employees import PREFERENCES, Employee, Preference, QuestionBank
 from simulation.harness import _ask, _generate, _ok, _parallel, _same, _service
@@ -327,7 +328,7 @@ class Loop:
         gate = registry.gate(candidate)
         out["gate"] = {
             "passed": gate.passed,
-            "failed": [c.name for c in gate.checks if not c.passed],
+            "failed": list(gate.failed),
             "checks": gate.to_json()["checks"],
         }
         r = out["refresh"]
@@ -417,27 +418,27 @@ def _reseeded(configs: RefreshConfigs, seed: int) -> RefreshConfigs:
 
 
 def _refresh_summary(result: Any) -> dict[str, Any]:
-    report = result.report
-    evaluation = report.get("evaluation") or {}
-    cand, champ = evaluation.get("candidate") or {}, evaluation.get("champion") or {}
-    policy = report.get("policy") or {}
+    report: RefreshReport = result.report
+    evaluation = report.evaluation or Evaluation()
+    cand, champ = evaluation.candidate or ModelSummary(), evaluation.champion or ModelSummary()
+    policy = report.policy
 
     def pair(key: str) -> dict[str, Any]:
-        return {"champion": champ.get(key), "candidate": cand.get(key)}
+        return {"champion": getattr(champ, key), "candidate": getattr(cand, key)}
 
     return {
         "status": result.status,
         "run_dir": str(result.run_dir),
-        "error": policy.get("refused"),
-        "kl": policy.get("kl_to_champion"),
+        "error": report.refused,
+        "kl": report.kl_to_champion,
         "ppo_reward": {"first": policy.get("reward_first"), "last": policy.get("reward_last")},
-        "similarity": {**pair("similarity"), "delta": evaluation.get("delta_similarity")},
+        "similarity": {**pair("similarity"), "delta": evaluation.delta_similarity},
         "citation_correct": pair("citation_correct"),
         "length_tokens": pair("length_tokens"),
-        "reward_win_rate": evaluation.get("reward_win_rate"),
-        "checks_win_rate": evaluation.get("checks_win_rate"),
-        "length_drift": evaluation.get("length_drift"),
-        "timings_s": report.get("timings_s", {}),
+        "reward_win_rate": evaluation.reward_win_rate,
+        "checks_win_rate": evaluation.checks_win_rate,
+        "length_drift": evaluation.length_drift,
+        "timings_s": report.timings_s,
     }
 
 

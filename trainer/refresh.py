@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from core.clock import utc_now
 from core.files import write_json
 from registry.gate import GateThresholds, evaluate_gate
+from registry.reports import Evaluation, RefreshReport
 from trainer.config import DPOConfig, KTOConfig, PPOConfig, RefreshConfig, RewardConfig, SFTConfig
 from trainer.errors import TrainerError
 from trainer.runs import Run, new_run_dir
@@ -51,7 +52,7 @@ class RefreshResult:
     run_dir: Path
     status: str  # "candidate" | "refused"
     candidate: str | None
-    report: dict[str, Any]
+    report: RefreshReport
 
 
 @dataclass
@@ -192,10 +193,10 @@ def refresh(
             )
         timings[cfg.algo] = time.perf_counter() - started
 
-        report: dict[str, Any] = {"policy": policy_metrics, "timings_s": timings}
+        evaluation = None
         if configs.evaluate:
             started = time.perf_counter()
-            report["evaluation"] = _evaluate(
+            evaluation = _evaluate(
                 settings,
                 configs,
                 champion,
@@ -206,18 +207,21 @@ def refresh(
                 progress_dir=run.root / "evaluation",
             )
             timings["evaluation"] = time.perf_counter() - started
+        report = RefreshReport(policy=policy_metrics, timings_s=timings, evaluation=evaluation)
         if configs.evaluate:
-            report["gate"] = evaluate_gate(report, GateThresholds.from_settings(settings)).to_json()
+            report = dataclasses.replace(
+                report, gate=evaluate_gate(report, GateThresholds.from_settings(settings))
+            )
         if not publishable:
             run.update(
                 status="refused",
                 finished=utc_now(),
-                report=report,
-                error=policy_metrics.get("refused", "not publishable"),
+                report=report.to_json(),
+                error=report.refused or "not publishable",
             )
             return RefreshResult(run.root, "refused", None, report)
-        version = _publish(models, champion, phase_run, run, report)
-        run.succeed(report=report, candidate=version)
+        version = _publish(models, champion, phase_run, run, report.to_json())
+        run.succeed(report=report.to_json(), candidate=version)
         return RefreshResult(run.root, "candidate", version, report)
     except BaseException as exc:
         run.fail(exc)
@@ -440,7 +444,7 @@ def _evaluate(
     embedder: Any,
     heldout_prompts: Sequence[str] = (),
     progress_dir: Path | None = None,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Candidate and champion on the same golden prompts (the deployment's golden set, settings
     `golden_path`), side by side; and the reward model's verdict between their answers to held-out
     logged prompts (prompts no training example of this run used), pooled with the golden prompts when
@@ -533,7 +537,7 @@ def _evaluate(
     comparison["checks_win_rate"] = checks_rate
     comparison["checks_win_rate_basis"] = checks_basis if prompts else "logged"
     comparison["reward_optimised"] = configs.refresh.algo == "ppo"
-    return comparison
+    return Evaluation.from_json(comparison) or Evaluation()
 
 
 def _check_scores(

@@ -19,6 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from registry.gate import GateThresholds
+from registry.reports import LIVE_NOTE, Evaluation, GateVerdict, ModelSummary, RefreshReport
 from ui import access
 from ui.errors import shown_to_user
 from ui.render import markdown_text
@@ -56,9 +57,9 @@ def _num(value: Any, digits: int = 3) -> str:
 def version_rows(rows: list[dict[str, Any]], share: float) -> list[list[Any]]:
     out = []
     for row in rows:
-        evaluation = (row.get("report") or {}).get("evaluation") or {}
-        cand = evaluation.get("candidate") or {}
-        gate = row.get("gate")
+        report = RefreshReport.from_json(row.get("report"))
+        cand = (report.evaluation.candidate if report.evaluation else None) or ModelSummary()
+        gate = GateVerdict.from_json(row.get("gate"))
         aliases = ", ".join(row["aliases"]) + (f" ({share:.0%})" if "canary" in row["aliases"] else "")
         out.append(
             [
@@ -66,12 +67,12 @@ def version_rows(rows: list[dict[str, Any]], share: float) -> list[list[Any]]:
                 aliases,
                 row.get("parent") or "-",
                 (row.get("created") or "")[:16].replace("T", " "),
-                "-" if gate is None else ("passed" if gate["passed"] else "failed"),
-                _num(cand.get("similarity")),
-                _num(cand.get("citation_correct")),
-                _num(cand.get("refusal_rate_unanswerable")),
-                _num(cand.get("length_tokens"), 1),
-                _num(((row.get("report") or {}).get("policy") or {}).get("kl_to_champion"), 2),
+                "-" if gate is None else ("passed" if gate.passed else "failed"),
+                _num(cand.similarity),
+                _num(cand.citation_correct),
+                _num(cand.refusal_rate_unanswerable),
+                _num(cand.length_tokens, 1),
+                _num(report.kl_to_champion, 2),
             ]
         )
     return out
@@ -79,11 +80,11 @@ def version_rows(rows: list[dict[str, Any]], share: float) -> list[list[Any]]:
 
 def details(row: dict[str, Any]) -> str:
     """The version's evaluation beside the champion's at training time, and its gate checks (escaped)."""
-    report = row.get("report") or {}
-    evaluation = report.get("evaluation") or {}
-    cand, champ = evaluation.get("candidate") or {}, evaluation.get("champion") or {}
+    evaluation = RefreshReport.from_json(row.get("report")).evaluation or Evaluation()
+    cand, champ = evaluation.candidate, evaluation.champion
     lines = [f"### {markdown_text(row['id'])} (parent {markdown_text(row.get('parent') or '-')})"]
-    if cand:
+    if cand is not None:
+        champ = champ or ModelSummary()
         lines += ["| golden set | this version | champion then |", "|---|---|---|"]
         for key, label in (
             ("similarity", "answer similarity"),
@@ -92,30 +93,30 @@ def details(row: dict[str, Any]) -> str:
             ("length_tokens", "length (tokens)"),
             ("reward", "reward model score"),
         ):
-            lines.append(f"| {label} | {_num(cand.get(key))} | {_num(champ.get(key))} |")
+            lines.append(f"| {label} | {_num(getattr(cand, key))} | {_num(getattr(champ, key))} |")
         lines.append(
-            f"\nReward-model win rate vs the champion: {_num(evaluation.get('reward_win_rate'))}"
-            + (" (reported only: PPO optimised it)" if evaluation.get("reward_optimised") else "")
-            + f"; answer-checks win rate {_num(evaluation.get('checks_win_rate'))}; "
-            f"length drift {_num(evaluation.get('length_drift'))}"
+            f"\nReward-model win rate vs the champion: {_num(evaluation.reward_win_rate)}"
+            + (" (reported only: PPO optimised it)" if evaluation.reward_optimised else "")
+            + f"; answer-checks win rate {_num(evaluation.checks_win_rate)}; "
+            f"length drift {_num(evaluation.length_drift)}"
             + (
                 "; **possible reward hacking** (reward up, similarity down)"
-                if evaluation.get("reward_hacking_suspected")
+                if evaluation.reward_hacking_suspected
                 else ""
             )
         )
     else:
         lines.append("No golden-set evaluation stored for this version.")
-    gate = row.get("gate")
-    if gate:
-        lines.append(f"\n**Gate {'passed' if gate['passed'] else 'failed'}**")
-        if gate.get("note"):
-            lines.append(markdown_text(gate["note"]))
-        for check in gate["checks"]:
-            mark = "–" if not check.get("ran", True) else "✔" if check["passed"] else "✘"
+    gate = GateVerdict.from_json(row.get("gate"))
+    if gate is not None:
+        lines.append(f"\n**Gate {'passed' if gate.passed else 'failed'}**")
+        if gate.not_run:
+            lines.append(markdown_text(LIVE_NOTE))
+        for check in gate.checks:
+            mark = "–" if not check.ran else "✔" if check.passed else "✘"
             lines.append(
-                f"- {mark} {markdown_text(check['name'])}: {_num(check['value'])} "
-                f"(limit {_num(check['limit'])}) — {markdown_text(check['detail'])}"
+                f"- {mark} {markdown_text(check.name)}: {_num(check.value)} "
+                f"(limit {_num(check.limit)}) — {markdown_text(check.detail)}"
             )
     return "\n".join(lines)
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from registry.gate import GateThresholds, evaluate_gate, pooled_reward_win_rate, reward_win_rate
+from registry.reports import GateVerdict, RefreshReport
+
+
+def gate(stored: dict[str, Any], thresholds: GateThresholds) -> GateVerdict:
+    """The gate on a report as training.json stores it."""
+    return evaluate_gate(RefreshReport.from_json(stored), thresholds)
 
 
 def report(**overrides: float) -> dict:
@@ -27,7 +35,7 @@ def report(**overrides: float) -> dict:
 
 
 def test_a_candidate_within_every_limit_passes() -> None:
-    result = evaluate_gate(report(), GateThresholds())
+    result = gate(report(), GateThresholds())
     assert result.passed
     checks = {c.name: c for c in result.checks}
     # similarity 0.61 -> 0.60: change -0.01 >= -0.02
@@ -50,13 +58,13 @@ def test_each_limit_fails_on_its_own() -> None:
         "length_drift": report(length_drift=-0.6),  # |-0.6| > 0.5: shrinking counts too
     }
     for name, case in cases.items():
-        result = evaluate_gate(case, GateThresholds())
+        result = gate(case, GateThresholds())
         assert not result.passed, name
         assert [c.name for c in result.checks if not c.passed] == [name]
 
 
 def test_no_evaluation_never_passes() -> None:
-    result = evaluate_gate({"policy": {"kl_to_champion": 1.0}}, GateThresholds())
+    result = gate({"policy": {"kl_to_champion": 1.0}}, GateThresholds())
     assert not result.passed and result.checks[0].name == "evaluated"
 
 
@@ -86,7 +94,7 @@ def test_gate_names_what_the_reward_win_rate_was_measured_on() -> None:
             "reward_win_rate_prompts": 2,
         }
     }
-    check = {c.name: c for c in evaluate_gate(report, GateThresholds()).checks}["reward_win_rate"]
+    check = {c.name: c for c in gate(report, GateThresholds()).checks}["reward_win_rate"]
     assert check.passed and "golden+logged prompts, 2 logged" in check.detail
 
 
@@ -99,7 +107,7 @@ def no_golden(**evaluation: object) -> dict:
 
 
 def test_without_a_golden_set_the_gate_names_the_checks_it_could_not_run() -> None:
-    result = evaluate_gate(
+    result = gate(
         no_golden(reward_win_rate=0.7, reward_win_rate_basis="logged", length_drift=0.1), GateThresholds()
     )
     assert result.passed  # what could be measured passed; promotion then rests on live comparisons
@@ -112,16 +120,14 @@ def test_without_a_golden_set_the_gate_names_the_checks_it_could_not_run() -> No
     shown = result.to_json()
     assert shown["not_run"] == ["similarity", "citations", "refusals"]
     assert "human win rate" in shown["note"] and "no golden set" in shown["note"]
-    assert "not_run" not in evaluate_gate(report(), GateThresholds()).to_json()  # a golden set: all ran
+    assert "not_run" not in gate(report(), GateThresholds()).to_json()  # a golden set: all ran
 
     # the checks that run still decide
-    assert not evaluate_gate(no_golden(reward_win_rate=0.3), GateThresholds()).passed
-    kl = evaluate_gate(
-        {**no_golden(reward_win_rate=0.7), "policy": {"kl_to_champion": 20.0}}, GateThresholds()
-    )
+    assert not gate(no_golden(reward_win_rate=0.3), GateThresholds()).passed
+    kl = gate({**no_golden(reward_win_rate=0.7), "policy": {"kl_to_champion": 20.0}}, GateThresholds())
     assert [c.name for c in kl.checks if not c.passed] == ["kl"]
     # and with nothing offline to judge the answers (no golden set, no held-out logged prompts) it fails
-    blind = evaluate_gate(no_golden(), GateThresholds())
+    blind = gate(no_golden(), GateThresholds())
     assert not blind.passed
     assert [(c.name, c.detail) for c in blind.checks if not c.passed] == [
         ("reward_win_rate", "not measured: no golden set and no held-out logged prompts")
@@ -131,28 +137,25 @@ def test_without_a_golden_set_the_gate_names_the_checks_it_could_not_run() -> No
 def test_the_drift_budget_bounds_the_kl_to_the_base_model() -> None:
     within = report()
     within["policy"]["kl_to_base"] = 20.0  # each refresh small, the sum of them near the budget
-    checks = {c.name: c for c in evaluate_gate(within, GateThresholds()).checks}
+    checks = {c.name: c for c in gate(within, GateThresholds()).checks}
     assert checks["drift"].passed and checks["drift"].value == 20.0 and checks["drift"].limit == 24.0
     beyond = report()
     beyond["policy"]["kl_to_base"] = 30.0  # the champion's KL (3.0) is fine; the drift from base is not
-    result = evaluate_gate(beyond, GateThresholds())
+    result = gate(beyond, GateThresholds())
     assert not result.passed and [c.name for c in result.checks if not c.passed] == ["drift"]
-    assert evaluate_gate(beyond, GateThresholds(max_drift=40.0)).passed
+    assert gate(beyond, GateThresholds(max_drift=40.0)).passed
 
 
 def test_a_ppo_candidate_is_not_gated_by_the_reward_model_it_was_optimised_against() -> None:
     # PPO raised its own reward model's verdict to 0.9 while the answer checks prefer the champion
-    hacked = evaluate_gate(
-        report(reward_win_rate=0.9, checks_win_rate=0.3, reward_optimised=True), GateThresholds()
-    )
+    hacked = gate(report(reward_win_rate=0.9, checks_win_rate=0.3, reward_optimised=True), GateThresholds())
     assert [c.name for c in hacked.checks if not c.passed] == ["checks_win_rate"]
     # and a low reward-model verdict is reported, not gated, for PPO; it still gates DPO and KTO
     checks = {
-        c.name: c
-        for c in evaluate_gate(report(reward_win_rate=0.2, reward_optimised=True), GateThresholds()).checks
+        c.name: c for c in gate(report(reward_win_rate=0.2, reward_optimised=True), GateThresholds()).checks
     }
     assert checks["reward_win_rate"].passed and "not gated" in checks["reward_win_rate"].detail
-    assert not evaluate_gate(report(reward_win_rate=0.2, reward_optimised=False), GateThresholds()).passed
+    assert not gate(report(reward_win_rate=0.2, reward_optimised=False), GateThresholds()).passed
 
 
 def test_settings_carry_the_checks_threshold_and_the_drift_budget() -> None:

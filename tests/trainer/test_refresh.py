@@ -162,7 +162,8 @@ def test_a_corpus_without_a_golden_set_gets_a_gate_report_naming_the_missing_che
     bare = settings.model_copy(update={"golden": tmp_path / "no-golden-set" / "golden.jsonl"})
     result = refresh(bare, small(), embedder=embedder)
     assert result.status == "candidate"
-    evaluation, gate = result.report["evaluation"], result.report["gate"]
+    stored_report = result.report.to_json()  # as training.json keeps it
+    evaluation, gate = stored_report["evaluation"], stored_report["gate"]
     assert evaluation["golden_set"] == "missing" and "candidate" not in evaluation
     assert gate["not_run"] == ["similarity", "citations", "refusals"]
     details = {c["name"]: c["detail"] for c in gate["checks"]}
