@@ -397,7 +397,7 @@ class Meter:
         ("trainer.refresh", "_reward_phase", "reward"),
         ("trainer.refresh", "_ppo_phase", "ppo"),
         ("trainer.dpo", "train_dpo", "dpo"),
-        ("trainer.refresh", "_evaluate", "evaluation"),
+        ("trainer.refresh", "compare_candidate", "evaluation"),
         ("trainer.reward", "fit", "train"),
         ("trainer.dpo", "fit", "train"),
         ("trainer.reward", "score", "score"),

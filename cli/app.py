@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from cli.backup import backup_command, restore_command
+from cli.eval import eval_app
 from cli.export import export_command
 from cli.golden import golden_app
 from cli.models import models_app
@@ -13,7 +14,7 @@ from cli.rag import index_app
 from cli.rag import register as register_rag
 from cli.serve import serve_command
 from cli.simulate import judge_command, simulate_command
-from cli.train import eval_app, train_app
+from cli.train import train_app
 from cli.worker import worker_app
 
 app = typer.Typer(

@@ -3,8 +3,8 @@
 Shared options are typed, and a default that the settings hold is read from `get_settings()` when the
 command runs, so `KBLOOP_DEVICE`, `KBLOOP_DATA_DIR` (or `.env`) apply unless the option is given;
 `--help` shows the value in force and the variable that sets it:
-  `DeviceOption` (`--device`), `DataDirOption` (`--data-dir`), `AlgoOption` (`--algo`; no setting holds
-  it: its default is `RefreshConfig.algo`).
+  `DeviceOption` (`--device`), `DataDirOption` (`--data-dir`), `AlgoOption` (`--algo`,
+  `KBLOOP_TRAINER_ALGO`).
 
 A config dataclass's fields become options too (`config_options`, `with_config`): the field's `help`
 metadata is the option's help, its `min`/`max` metadata the option's bounds, its default the default,
@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-
-from trainer.config import RefreshConfig
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -80,13 +78,12 @@ DataDirOption = Annotated[
 AlgoOption = Annotated[
     AlgoName,
     typer.Option(
+        default_factory=FromSettings("trainer_algo"),
         parser=_one_of(AlgoName),
         help="Policy update: PPO against the reward (group baseline, composite reward), DPO on pairs or "
         "KTO on thumbs.",
     ),
 ]
-DEFAULT_ALGO: AlgoName = RefreshConfig.algo
-
 # config fields that take a shared option instead of one generated from the field
 SHARED: dict[str, Any] = {"device": DeviceOption, "algo": AlgoOption}
 

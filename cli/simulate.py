@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from cli.errors import fail
-from cli.options import DEFAULT_ALGO, AlgoOption, DataDirOption, FromSettings, settings_in, with_config
+from cli.options import AlgoOption, DataDirOption, FromSettings, settings_in, with_config
 from simulation.config import SimulationConfig, refresh_configs
 from simulation.employees import PREFERENCES, QuestionBank
 from simulation.report import write_results
@@ -57,7 +57,7 @@ def simulate_command(
         float | None,
         typer.Option(min=0.1, max=2.0, help="PPO rollouts' temperature (default: the service's)."),
     ] = None,
-    algo: AlgoOption = DEFAULT_ALGO,
+    algo: AlgoOption,
     dpo_learning_rate: Annotated[float, typer.Option(min=0, help="DPO's learning rate (--algo dpo).")] = 5e-5,
     dpo_epochs: Annotated[int, typer.Option(min=1, help="DPO passes over the pairs (--algo dpo).")] = 1,
     dpo_max_steps: Annotated[

@@ -1,4 +1,4 @@
-"""`kbloop train sft|reward|ppo|dpo|kto|refresh` (one training run, now) and `kbloop eval reward`.
+"""`kbloop train sft|reward|ppo|dpo|kto|refresh`: one training run, now (`kbloop eval` is cli/eval.py).
 
 The background worker that runs refreshes on its own is `kbloop trainer` (cli/worker.py).
 Every field of a training config (trainer/config.py) is an option with the field's help text, so the
@@ -7,6 +7,9 @@ imports happen inside the commands. Data comes from the feedback store under KBL
 `--from-jsonl` names a TRL-format file. Each run writes to `--output` (default
 DATA_DIR/runs/<kind>-<time>); running the same command with the same `--output` resumes an interrupted
 run from its last checkpoint.
+
+(One command group at ~470 lines: the six commands share the run folder, parent, store and register
+helpers; each command is the few lines that call its trainer.)
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ train_app = typer.Typer(
     "worker that refreshes by itself when feedback arrives is `kbloop trainer`.",
     no_args_is_help=True,
 )
-eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
 
 FROM_JSONL = typer.Option(None, "--from-jsonl", help="Train on a TRL-format JSONL file instead of the store.")
 OUTPUT = typer.Option(
@@ -89,7 +91,7 @@ def _run(output: Path | None, kind: str, cfg: Any) -> Any:
         # each process would name its own folder; they must share one (and its checkpoint)
         raise _fail("several processes (accelerate launch, torchrun) share one run folder: pass --output")
     settings = _settings()
-    root = output or new_run_dir(settings.data_dir / "runs", kind)
+    root = output or new_run_dir(settings.data.runs, kind)
     if _is_main():
         typer.echo(f"run folder: {root}", err=True)
     return Run.open(root, kind, cfg.to_json(), main=_is_main())
@@ -129,7 +131,7 @@ def _register(models: Any, version: Any, run: Any, register: bool) -> None:
     typer.echo(f"registered {made.id} as the candidate (parent {version.id}); promote it after evaluation")
 
 
-def _guard(body: Callable[[], None]) -> None:
+def guard(body: Callable[[], None]) -> None:
     from trainer.errors import TrainerError
 
     try:
@@ -140,7 +142,7 @@ def _guard(body: Callable[[], None]) -> None:
         raise fail("interrupted", "run the same command with the same --output to resume") from None
 
 
-def _print(data: Any) -> None:
+def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
@@ -218,10 +220,10 @@ def sft_command(
                 k: comparison[k] for k in ("candidate", "champion", "delta_similarity")
             }
             run.update(evaluation=report["golden_heldout"])
-        _print(report)
+        print_json(report)
         _register(models, version, run, register)
 
-    _guard(body)
+    guard(body)
 
 
 @command_with_config(
@@ -266,7 +268,7 @@ def reward_command(
         )
         if not _is_main():
             return
-        _print(
+        print_json(
             {
                 "folder": str(result.folder),
                 "heldout": result.heldout,
@@ -275,7 +277,7 @@ def reward_command(
             }
         )
 
-    _guard(body)
+    guard(body)
 
 
 @command_with_config(train_app, "dpo", DPOConfig, "DPO on preference pairs, against the parent as reference.")
@@ -305,13 +307,13 @@ def dpo_command(
         )
         if not _is_main():
             return
-        _print(result.metrics)
+        print_json(result.metrics)
         if result.published:
             _register(models, version, run, register)
         else:
             raise fail("not_publishable", str(result.metrics.get("refused")))
 
-    _guard(body)
+    guard(body)
 
 
 @command_with_config(
@@ -343,13 +345,13 @@ def kto_command(
         )
         if not _is_main():
             return
-        _print(result.metrics)
+        print_json(result.metrics)
         if result.published:
             _register(models, version, run, register)
         else:
             raise fail("not_publishable", str(result.metrics.get("refused")))
 
-    _guard(body)
+    guard(body)
 
 
 @command_with_config(train_app, "ppo", PPOConfig, "PPO against a reward model, KL-anchored to the parent.")
@@ -366,7 +368,7 @@ def ppo_command(
     def body() -> None:
         from trainer.errors import TrainerError
         from trainer.ppo import PPOTrainer, reward_model_scorer
-        from trainer.refresh import latest_reward
+        from trainer.refresh_data import latest_reward
 
         settings = _settings()
         models, version, adapter = _parent(parent)
@@ -381,13 +383,13 @@ def ppo_command(
         )
         if not _is_main():
             return
-        _print(result.metrics)
+        print_json(result.metrics)
         if result.published:
             _register(models, version, run, register)
         else:
             raise fail("not_publishable", str(result.metrics.get("refused")))
 
-    _guard(body)
+    guard(body)
 
 
 def _ppo_prompts(prompts_jsonl: Path | None, base: str) -> list[str]:
@@ -447,7 +449,7 @@ def refresh_command(
             eval_limit=eval_limit,
         )
         result = refresh(_settings(), configs, output)
-        _print(
+        print_json(
             {
                 "status": result.status,
                 "candidate": result.candidate,
@@ -456,75 +458,13 @@ def refresh_command(
             }
         )
 
-    _guard(body)
+    guard(body)
 
 
 def _without_answers(report: dict[str, Any]) -> dict[str, Any]:
     """The report without the golden questions' answers (long; `kbloop models show` has them)."""
     evaluation = {k: v for k, v in (report.get("evaluation") or {}).items() if k != "answers"}
     return {**report, "evaluation": evaluation} if report.get("evaluation") else report
-
-
-# -- kbloop eval reward -----------------------------------------------------------------------------
-
-
-@eval_app.command("reward")
-def eval_reward_command(
-    *,
-    model: Annotated[Path, typer.Option("--model", help="Reward model folder (a run's output).")],
-    pairs: Annotated[
-        Path, typer.Option("--pairs", help="JSONL preference pairs (prompt, chosen, rejected).")
-    ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    device: DeviceOption,
-    max_length: Annotated[int, typer.Option(help="Longest prompt + response in tokens.")] = 512,
-    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 16,
-    margins_out: Annotated[
-        Path | None,
-        typer.Option("--margins-out", help="Write each pair's margin (chosen - rejected) as a JSON list."),
-    ] = None,
-) -> None:
-    """Pairwise accuracy (and calibration) of a reward model on preference pairs (progress on stderr)."""
-
-    def body() -> None:
-        from feedback.stats import wilson_interval
-        from trainer import metrics as M
-        from trainer.errors import TrainerError
-        from trainer.examples import render_prompts
-        from trainer.jsonl import read_jsonl_preferences
-        from trainer.models import REWARD_META
-        from trainer.reward import load_for_scoring, report_from_scores, score_examples
-
-        if not (model / REWARD_META).exists():
-            raise TrainerError(
-                f"{model} is not a reward model folder (no {REWARD_META}); pass a run's output"
-            )
-        rows = read_jsonl_preferences(pairs)
-        scorer, tokenizer, _ = load_for_scoring(model, device)
-        scores = score_examples(
-            scorer,
-            tokenizer,
-            render_prompts(rows, tokenizer),
-            max_length=max_length,
-            batch_size=batch_size,
-            phase="reward model: evaluation",
-        )
-        n = len(rows)
-        report = report_from_scores(scores[:n], scores[n:])
-        margins = [c - r for c, r in zip(scores[:n], scores[n:], strict=True)]
-        low, high = wilson_interval(M.pairwise_accuracy(margins) * n, n)
-        report |= {"pair_accuracy_ci95_low": low, "pair_accuracy_ci95_high": high}
-        if margins_out is not None:
-            margins_out.write_text(json.dumps(margins))
-        if as_json:
-            _print(report)
-        else:
-            typer.echo(
-                f"pairwise accuracy {report['pair_accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}) on {n} pairs "
-                f"(ECE {report['ece']:.3f}, Brier {report['brier']:.3f})"
-            )
-
-    _guard(body)
 
 
 def main() -> None:  # pragma: no cover

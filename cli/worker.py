@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.errors import fail
-from cli.options import DEFAULT_ALGO, AlgoOption, DeviceOption, FromSettings
+from cli.options import AlgoOption, DeviceOption, FromSettings
 from trainer.config import DPOConfig, KTOConfig, PPOConfig, RefreshConfig, RewardConfig
 
 worker_app = typer.Typer(
@@ -54,7 +54,7 @@ def trainer_run_command(
         ),
     ],
     poll_s: Annotated[float, typer.Option(help="Seconds between checks.")] = 60.0,
-    algo: AlgoOption = DEFAULT_ALGO,
+    algo: AlgoOption,
     device: DeviceOption,
 ) -> None:
     """Watch the feedback store; refresh when enough new feedback arrived or on a schedule."""

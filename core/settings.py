@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     trainer_interval_h: float = Field(
         24.0, ge=0, description="Refresh at least this often when any feedback arrived (0 = only by count)."
     )
+    trainer_algo: Literal["ppo", "dpo", "kto"] = Field(
+        "ppo",
+        description="The policy update of a refresh (`kbloop trainer`, `kbloop train refresh`, `simulate`): "
+        "PPO against the reward, DPO on pairs or KTO on thumbs.",
+    )
 
     # automatic promotion and rollback, applied by the background trainer (`kbloop trainer run`)
     auto_promote: bool = Field(

@@ -307,7 +307,7 @@ class Loop:
         self.say(f"round {round_no}: refresh (reward model{sft} → {algo} → golden-set evaluation)")
         started = time.perf_counter()
         seeded = _reseeded(configs, self.cfg.seed + round_no - 1)
-        run_dir = new_run_dir(self.settings.data_dir / "runs", f"simulate-r{round_no}")
+        run_dir = new_run_dir(self.settings.data.runs, f"simulate-r{round_no}")
         try:
             with refresh_lock(self.settings.data_dir):
                 result = refresh(self.settings, seeded, run_dir=run_dir, embedder=embedder)

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from core.datadir import DataDir
 from trainer.progress import STOP_FILE, read_progress
 
 PHASES = ("reward", "sft", "ppo", "dpo", "kto", "evaluation")
@@ -27,7 +28,7 @@ PHASES = ("reward", "sft", "ppo", "dpo", "kto", "evaluation")
 
 def lock_holder(data_dir: Path) -> int | None:
     """The pid in DATA_DIR/trainer/lock while some process holds it (a refresh runs), else None."""
-    path = data_dir / "trainer" / "lock"
+    path = DataDir(data_dir).trainer_lock
     if not path.exists():
         return None
     fd = os.open(path, os.O_RDONLY)
@@ -119,8 +120,8 @@ def refresh_status(folder: Path, running: bool) -> dict[str, Any]:
 
 def trainer_status(data_dir: Path) -> dict[str, Any]:
     pid = lock_holder(data_dir)
-    folder = latest_refresh(data_dir / "runs")
-    state = _json(data_dir / "trainer" / "state.json")
+    folder = latest_refresh(DataDir(data_dir).runs)
+    state = _json(DataDir(data_dir).trainer_state)
     return {
         "running": pid is not None,
         "pid": pid,

@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.clock import utc_now
+from core.datadir import DataDir
 from core.files import write_json
+from core.settings import Settings
 from trainer.errors import TrainerError
 from trainer.progress import Stopped, request_stop
 
 if TYPE_CHECKING:
-    from core.settings import Settings
     from trainer.refresh import RefreshConfigs, RefreshResult
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,18 @@ class Busy(TrainerError):
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    min_feedback: int = 50  # new feedback events that trigger a refresh
-    interval_h: float = 24.0  # refresh at least this often when any feedback arrived (0 = never)
-    poll_s: float = 60.0
+    """When the background trainer refreshes (its defaults: `Settings.trainer_min_feedback`,
+    `trainer_interval_h`)."""
+
+    min_feedback: int = Settings.model_fields["trainer_min_feedback"].default
+    interval_h: float = Settings.model_fields["trainer_interval_h"].default  # 0 = only by count
+    poll_s: float = 60.0  # seconds between checks
 
 
 @contextmanager
 def refresh_lock(data_dir: Path) -> Iterator[None]:
     """Exclusive, non-blocking: Busy when another process (or thread) is refreshing."""
-    folder = data_dir / "trainer"
+    folder = DataDir(data_dir).trainer
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -72,7 +76,7 @@ def refresh_lock(data_dir: Path) -> Iterator[None]:
 
 
 def state_path(data_dir: Path) -> Path:
-    return data_dir / "trainer" / "state.json"
+    return DataDir(data_dir).trainer_state
 
 
 def read_state(data_dir: Path) -> dict[str, Any]:
@@ -111,7 +115,7 @@ def request_stop_refresh(data_dir: Path, reason: str = "operator") -> Path:
     no refresh is running."""
     from trainer.status import latest_refresh, lock_holder
 
-    folder = latest_refresh(data_dir / "runs")
+    folder = latest_refresh(DataDir(data_dir).runs)
     if lock_holder(data_dir) is None or folder is None:
         raise TrainerError("no refresh is running")
     request_stop(folder, reason)
@@ -125,7 +129,7 @@ def start_refresh_process(data_dir: Path) -> tuple[int, Path]:
 
     if lock_holder(data_dir) is not None:
         raise Busy("a refresh is already running")
-    folder = data_dir / "trainer"
+    folder = DataDir(data_dir).trainer
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / f"manual-{time.strftime('%Y%m%d-%H%M%S')}.log"
     command = [

@@ -114,9 +114,11 @@ def test_trainer_run_reads_its_triggers_and_device_from_the_settings(monkeypatch
         monkeypatch,
         KBLOOP_TRAINER_MIN_FEEDBACK="7",
         KBLOOP_TRAINER_INTERVAL_H="0.5",
+        KBLOOP_TRAINER_ALGO="dpo",
         KBLOOP_DEVICE="cpu",
     )
     shown = _help(["trainer", "run"])
+    assert "[default: dpo (KBLOOP_TRAINER_ALGO)]" in shown
     assert "[default: 7 (KBLOOP_TRAINER_MIN_FEEDBACK)]" in shown
     assert "[default: 0.5 (KBLOOP_TRAINER_INTERVAL_H)]" in shown
     done = runner.invoke(app, ["trainer", "run", "--once"])
@@ -124,7 +126,7 @@ def test_trainer_run_reads_its_triggers_and_device_from_the_settings(monkeypatch
     done = runner.invoke(app, ["trainer", "run", "--once", "--min-feedback", "3", "--device", "auto"])
     assert done.exit_code == 0, done.output
     (_, env_configs, env_cfg), (_, given_configs, given_cfg) = made
-    assert (env_cfg.min_feedback, env_cfg.interval_h) == (7, 0.5)
+    assert (env_cfg.min_feedback, env_cfg.interval_h, env_configs.refresh.algo) == (7, 0.5, "dpo")
     assert {c.device for c in (env_configs.reward, env_configs.ppo, env_configs.dpo, env_configs.kto)} == {
         "cpu"
     }

@@ -99,7 +99,7 @@ def test_gate_names_what_the_reward_win_rate_was_measured_on() -> None:
 
 
 def no_golden(**evaluation: object) -> dict:
-    """A refresh report of a deployment without a golden set (trainer.refresh._evaluate)."""
+    """A refresh report of a deployment without a golden set (trainer.comparison.compare_candidate)."""
     return {
         "evaluation": {"golden_set": "missing", "golden_path": "var/golden.jsonl", **evaluation},
         "policy": {"kl_to_champion": 3.0},

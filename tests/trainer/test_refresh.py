@@ -182,7 +182,7 @@ def test_one_stable_split_for_every_seed_and_rollouts_from_the_train_side(
 ) -> None:
     from simulation.simulate import _reseeded
     from trainer.examples import prompt_id
-    from trainer.refresh import _data
+    from trainer.refresh_data import refresh_data as _data
     from trainer.runs import Run
 
     collect_feedback(client, rounds=1)
