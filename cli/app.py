@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from cli.backup import backup_command, restore_command
+from cli.errors import fail
 from cli.eval import eval_app
 from cli.export import export_command
 from cli.golden import golden_app
@@ -24,6 +25,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def check_settings() -> None:
+    """kbloop: an internal-knowledge chatbot that learns from its users' feedback."""
+    # a misconfigured KBLOOP_* variable fails every command the same way, before it starts
+    from pydantic import ValidationError
+
+    from core.settings import get_settings
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"KBLOOP_{'_'.join(str(part) for part in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise fail("invalid_config", f"{problems} (check the environment and .env)") from None
+
+
 register_rag(app)
 app.add_typer(index_app, name="index")
 app.command("serve")(serve_command)

@@ -44,3 +44,18 @@ def test_each_command_group_prints_one_error_format(
     assert LINE.search(done.output), done.output
     if code is not None:
         assert f"error [{code}]" in done.output
+
+
+def test_a_misconfigured_setting_fails_every_command_with_a_named_error() -> None:
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        done = CliRunner().invoke(app, ["models", "list"], env={"KBLOOP_DEVICE": "tpu"})
+    finally:
+        get_settings.cache_clear()
+    assert done.exit_code == 2
+    assert "error [invalid_config]: KBLOOP_DEVICE:" in done.output and "Traceback" not in done.output
