@@ -54,11 +54,15 @@ class SFTConfig(TrainConfig):
     golden: bool = _f(True, "Add the golden set's ideal answers as demonstrations.")
     kl_limit: float = _f(
         0.0,
-        "After each epoch, fresh answers measure the KL to the champion per answer; past this limit SFT "
-        "stops and keeps the previous epoch's weights (0 = no limit; a refresh sets it to `sft_kl_share` "
-        "of its KL budget).",
+        "SFT keeps the last epoch whose fresh answers are within this KL of the champion, per answer "
+        "(0 = no limit; a refresh sets it to `sft_kl_share` of its KL budget).",
     )
-    kl_samples: int = _f(8, "Fresh answers that measure the KL after each epoch when `kl_limit` is set.")
+    kl_check_every: int = _f(
+        8,
+        "With `kl_limit`: epochs between KL measurements while training (and one after the last); past the "
+        "limit, training stops and a bisection over the saved epochs finds the last one within it.",
+    )
+    kl_samples: int = _f(8, "Fresh answers that measure the KL when `kl_limit` is set.")
     kl_max_new_tokens: int = _f(48, "Longest of those answers, in tokens.")
 
 

@@ -43,6 +43,7 @@ class Fitted(Generic[T]):
     last: dict[str, float]
     planned_steps: int = 0
     stopped_by: str | None = None  # "time budget" when training ended before `planned_steps`
+    steps_per_epoch: int = 1
 
 
 def accelerator_for(device: Device) -> Any:
@@ -225,4 +226,5 @@ def fit(
         last=last,
         planned_steps=total,
         stopped_by=stopped_by,
+        steps_per_epoch=steps_per_epoch,
     )

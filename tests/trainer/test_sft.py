@@ -77,16 +77,36 @@ def test_sft_without_demonstrations_is_refused(peaky_base: Path, tmp_path: Path)
 
 
 def test_sft_stops_at_its_kl_limit_and_keeps_the_epoch_before(peaky_base: Path, tmp_path: Path) -> None:
-    """With a KL limit, SFT measures its KL to the champion (here the base) after every epoch and stops
-    at the first epoch past it; every kept epoch was within the limit."""
-    cfg = config(kl_limit=2.0, kl_samples=4, kl_max_new_tokens=12)
+    """With a KL limit, SFT measures its KL to the champion (here the base) every `kl_check_every`
+    epochs, stops at the first measurement past the limit, and bisects the saved epochs: the epoch it
+    keeps was measured within the limit and the next one past it, with fewer measurements than epochs."""
+    cfg = config(kl_limit=2.0, kl_samples=4, kl_max_new_tokens=12, kl_check_every=4)
     run = Run.open(tmp_path / "run", "sft", cfg.to_json())
     result = train_sft(base=str(peaky_base), parent_adapter=None, cfg=cfg, run=run, demonstrations=DEMOS)
-    kls = result.metrics["kl_by_epoch"]
+    kls = {int(e): kl for e, kl in result.metrics["kl_by_epoch"].items()}
+    kept = result.metrics["epochs_kept"]
     assert result.metrics["stopped_by"].startswith("kl")
-    assert len(run.metrics()) == len(kls) < 10  # stopped before the 10 epochs
-    assert kls[-1] > 2.0 and all(kl <= 2.0 for kl in kls[:-1])
-    assert result.metrics["epochs_kept"] == len(kls) - 1
+    trained = len(run.metrics())  # one step per epoch here (3 demonstrations, batch 3)
+    assert trained in (4, 8) and trained < 10  # stopped at the first measurement past the limit
+    assert kls[trained] > 2.0 and all(kl <= 2.0 for e, kl in kls.items() if e <= kept)
+    assert kept == 0 or kls[kept] <= 2.0
+    assert kls[kept + 1] > 2.0  # the bisection ends between an epoch within and the next one past
+    assert result.metrics["kl_measurements"] == len(kls) < trained
+    assert not (run.root / "epochs").exists()  # the saved epochs are gone once the adapter is published
+
+    # the published adapter is the kept epoch's: its answers are as close to the base as measured
+    base_model, tokenizer = load_policy(str(peaky_base), None, device="cpu")
+    kept_model, _ = load_policy(str(peaky_base), run.output, device="cpu")
+    kept_nll, base_nll = answer_nll(kept_model, tokenizer), answer_nll(base_model, tokenizer)
+    assert kept_nll < base_nll if kept else kept_nll == pytest.approx(base_nll, abs=1e-5)
+
+
+def test_sft_within_its_kl_limit_measures_once(peaky_base: Path, tmp_path: Path) -> None:
+    cfg = config(epochs=3, kl_limit=1e6, kl_samples=2, kl_max_new_tokens=6)
+    run = Run.open(tmp_path / "run", "sft", cfg.to_json())
+    result = train_sft(base=str(peaky_base), parent_adapter=None, cfg=cfg, run=run, demonstrations=DEMOS)
+    assert result.metrics["kl_measurements"] == 1 and list(result.metrics["kl_by_epoch"]) == ["3"]
+    assert result.metrics["epochs_kept"] == 3 and result.metrics["stopped_by"] is None
 
 
 def test_sft_past_its_kl_limit_after_one_epoch_publishes_the_champion(
@@ -95,7 +115,9 @@ def test_sft_past_its_kl_limit_after_one_epoch_publishes_the_champion(
     cfg = config(kl_limit=1e-6, kl_samples=4, kl_max_new_tokens=12)
     run = Run.open(tmp_path / "run", "sft", cfg.to_json())
     result = train_sft(base=str(peaky_base), parent_adapter=None, cfg=cfg, run=run, demonstrations=DEMOS)
-    assert result.metrics["epochs_kept"] == 0 and len(result.metrics["kl_by_epoch"]) == 1
+    # past the limit at the first measurement (epoch 8), and at every epoch the bisection tries (4, 2, 1)
+    assert result.metrics["epochs_kept"] == 0
+    assert sorted(int(e) for e in result.metrics["kl_by_epoch"]) == [1, 2, 4, 8]
 
     base_model, tokenizer = load_policy(str(peaky_base), None, device="cpu")
     kept_model, _ = load_policy(str(peaky_base), run.output, device="cpu")
