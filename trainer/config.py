@@ -80,6 +80,12 @@ class RewardConfig(TrainConfig):
         "`stopped_by`). With pairs only, batches are grouped by length (less padding).",
     )
     thumbs_weight: float = _f(0.5, "Weight of the thumbs BCE term beside the pairwise loss.")
+    share_prompts: bool = _f(
+        True,
+        "Train on every example of a prompt together (a step = `batch_size` prompts): the prompt runs once "
+        "and its answers continue from its key/value cache. False: `batch_size` examples of any prompts, "
+        "each sequence padded and run whole.",
+    )
     lora: bool = _f(True, "Train LoRA adapters (+ the score head) instead of the whole model.")
     warm_start: str = _f("", "Previous reward model folder to continue from ('' = from the policy base).")
     stats_sample: int = _f(

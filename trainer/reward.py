@@ -35,7 +35,7 @@ import torch
 from trainer import metrics as M
 from trainer.config import RewardConfig
 from trainer.errors import TrainerError
-from trainer.loop import accelerator_for, fit
+from trainer.loop import Fitted, accelerator_for, fit
 from trainer.losses import bradley_terry_loss, thumbs_bce_loss
 from trainer.models import load_reward_model, load_tokenizer, pick_device, reward_base, save_reward_model
 from trainer.progress import Progress
@@ -80,31 +80,33 @@ class Item:
     seqs: tuple[list[int], ...]
     label: float | None  # None for pairs
     weight: float
+    prompt_lens: tuple[int, ...] = ()  # the prompt's tokens at the start of each sequence
 
 
 def encode_items(
     tokenizer: Any, pairs: Sequence[Pair], thumbs: Sequence[Thumb], max_length: int
 ) -> list[Item]:
-    items = [
-        Item(
-            (
-                encode(tokenizer, p.prompt, p.chosen, max_length, add_eos=False).ids,
-                encode(tokenizer, p.prompt, p.rejected, max_length, add_eos=False).ids,
-            ),
-            None,
-            p.weight,
+    items = []
+    for p in pairs:
+        chosen = encode(tokenizer, p.prompt, p.chosen, max_length, add_eos=False)
+        rejected = encode(tokenizer, p.prompt, p.rejected, max_length, add_eos=False)
+        items.append(
+            Item((chosen.ids, rejected.ids), None, p.weight, (chosen.prompt_len, rejected.prompt_len))
         )
-        for p in pairs
-    ]
-    items += [
-        Item(
-            (encode(tokenizer, t.prompt, t.completion, max_length, add_eos=False).ids,),
-            float(t.label),
-            t.weight,
-        )
-        for t in thumbs
-    ]
+    for t in thumbs:
+        one = encode(tokenizer, t.prompt, t.completion, max_length, add_eos=False)
+        items.append(Item((one.ids,), float(t.label), t.weight, (one.prompt_len,)))
     return items
+
+
+def group_by_prompt(items: Sequence[Item], most: int = 16) -> list[tuple[Item, ...]]:
+    """The items in groups that share their (first sequence's) prompt, in order of first appearance, at
+    most `most` items a group (a larger one is split)."""
+    groups: dict[tuple[int, ...], list[Item]] = {}
+    for item in items:
+        n = item.prompt_lens[0] if item.prompt_lens else 0
+        groups.setdefault(tuple(item.seqs[0][:n]), []).append(item)
+    return [tuple(g[i : i + most]) for g in groups.values() for i in range(0, len(g), most)]
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
@@ -140,11 +142,62 @@ def forward_scores(model: Any, seqs: Sequence[list[int]], pad_id: int) -> torch.
     return per_token[rows, last_token_index(mask).to(per_token.device), 0].float()
 
 
+def shared_prompt_scores(
+    model: Any, seqs: Sequence[list[int]], prompt_lens: Sequence[int], pad_id: int
+) -> torch.Tensor:
+    """(n,) the same scores as `forward_scores`, with each distinct prompt run once: its key/value cache
+    is repeated for the sequences that start with it, which continue from it (trainer/shared_prompt.py).
+    Gradients flow through the shared prompt pass."""
+    from trainer.shared_prompt import cache_keyword
+
+    device = next(model.parameters()).device
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for row, (seq, n) in enumerate(zip(seqs, prompt_lens, strict=True)):
+        groups.setdefault(tuple(seq[:n]), []).append(row)
+    keyword = cache_keyword(model)
+    out: list[torch.Tensor | None] = [None] * len(seqs)
+    captured: list[torch.Tensor] = []  # the score head's outputs of the passes of one prompt
+    handle = score_head(model).register_forward_hook(lambda _m, _i, output: captured.append(output))
+    try:
+        for prompt, rows in groups.items():
+            captured.clear()
+            if not prompt:  # nothing to share
+                values = forward_scores(model, [seqs[r] for r in rows], pad_id)
+                for row, value in zip(rows, values, strict=True):
+                    out[row] = value
+                continue
+            answers = [seqs[r][len(prompt) :] for r in rows]
+            width, k, n = max(len(a) for a in answers), len(rows), len(prompt)
+            first = model(input_ids=torch.tensor([prompt], device=device), use_cache=True)
+            if width:
+                cache = first.cache if keyword == "cache" else first.past_key_values
+                cache.batch_repeat_interleave(k)
+                ids = torch.full((k, width), pad_id, dtype=torch.long, device=device)
+                for j, answer in enumerate(answers):
+                    ids[j, : len(answer)] = torch.tensor(answer, dtype=torch.long, device=device)
+                model(
+                    input_ids=ids,
+                    **{keyword: cache},
+                    attention_mask=torch.ones((k, n + width), dtype=torch.long, device=device),
+                    position_ids=torch.arange(n, n + width, device=device).expand(k, -1),
+                )
+            at_prompt_end = captured[0][0, -1, 0]
+            for j, row in enumerate(rows):  # right padding: the last real token's output is the score
+                out[row] = captured[1][j, len(answers[j]) - 1, 0] if answers[j] else at_prompt_end
+    finally:
+        handle.remove()
+    return torch.stack([value for value in out if value is not None]).float()
+
+
 def reward_loss(
-    model: Any, batch: Sequence[Item], pad_id: int, thumbs_weight: float
+    model: Any, batch: Sequence[Item], pad_id: int, thumbs_weight: float, *, share_prompts: bool = False
 ) -> tuple[torch.Tensor, dict[str, float]]:
     seqs = [s for item in batch for s in item.seqs]
-    scores = forward_scores(model, seqs, pad_id)
+    if share_prompts and all(len(item.prompt_lens) == len(item.seqs) for item in batch):
+        lens = [n for item in batch for n in item.prompt_lens]
+        scores = shared_prompt_scores(model, seqs, lens, pad_id)
+    else:
+        scores = forward_scores(model, seqs, pad_id)
     pairs, thumbs, at = [], [], 0
     for item in batch:
         pairs.append((at, at + 1, item.weight)) if item.label is None else thumbs.append(
@@ -317,19 +370,37 @@ def train_reward(
     model = load_reward_model(source, cfg, lora=cfg.lora, pad_token_id=tokenizer.pad_token_id)
     items = encode_items(tokenizer, pairs, thumbs, cfg.max_length)
     pad = int(tokenizer.pad_token_id)
-    fitted = fit(
-        model=model,
-        examples=items,
-        loss_fn=lambda m, batch: reward_loss(m, batch, pad, cfg.thumbs_weight),
-        cfg=cfg,
-        run=run,
-        accelerator=accelerator,
-        desc="reward model: training",
-        # pairs are grouped by length (each pair is its own contrast); thumbs are not: their length can
-        # follow their label, and a batch of one label teaches the BCE a bias instead of the difference
-        lengths=None if thumbs else [max(len(s) for s in item.seqs) for item in items],
-        time_budget_s=cfg.time_budget_min * 60.0,
-    )
+    fitted: Fitted[Any]
+    if cfg.share_prompts:  # a step = `batch_size` prompts with every example of each
+        groups = group_by_prompt(items)
+        fitted = fit(
+            model=model,
+            examples=groups,
+            loss_fn=lambda m, batch: reward_loss(
+                m, [i for g in batch for i in g], pad, cfg.thumbs_weight, share_prompts=True
+            ),
+            cfg=cfg,
+            run=run,
+            accelerator=accelerator,
+            desc="reward model: training",
+            time_budget_s=cfg.time_budget_min * 60.0,
+        )
+    else:
+        fitted = fit(
+            model=model,
+            examples=items,
+            loss_fn=lambda m, batch: reward_loss(m, batch, pad, cfg.thumbs_weight),
+            cfg=cfg,
+            run=run,
+            accelerator=accelerator,
+            desc="reward model: training",
+            # pairs are grouped by length (each pair is its own contrast); thumbs are not: their length can
+            # follow their label, and a batch of one label teaches the BCE a bias instead of the difference
+            lengths=None if thumbs else [max(len(s) for s in item.seqs) for item in items],
+            time_budget_s=cfg.time_budget_min * 60.0,
+        )
+    # whole epochs plus the share of the last one the steps covered, in examples
+    examples_seen = min(len(items) * cfg.epochs, round(len(items) * fitted.steps / fitted.steps_per_epoch))
     if fitted.stopped_by:
         log.warning(
             "reward model: %s reached after %d of %d steps (%d of %d examples); raise --time-budget-min "
@@ -337,7 +408,7 @@ def train_reward(
             fitted.stopped_by,
             fitted.steps,
             fitted.planned_steps,
-            min(len(items), fitted.steps * cfg.batch_size * cfg.grad_accum),
+            min(len(items), examples_seen),
             len(items),
         )
     accelerator.wait_for_everyone()
@@ -377,7 +448,7 @@ def train_reward(
             "steps": fitted.steps,
             "planned_steps": fitted.planned_steps,
             "examples": len(items),
-            "examples_seen": min(len(items) * cfg.epochs, fitted.steps * cfg.batch_size * cfg.grad_accum),
+            "examples_seen": examples_seen,
             "stopped_by": fitted.stopped_by,
             "seconds": fitted.seconds,
         },

@@ -86,7 +86,7 @@ def grouped_forward(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(logits (answers, width, vocab), last hidden states (answers, width, hidden) or None) of a causal
     LM over grouped answers; column j holds the outputs that predict answer token j."""
-    cache_kw = _cache_keyword(model)
+    cache_kw = cache_keyword(model)
     logits: list[torch.Tensor] = []
     states: list[torch.Tensor] = []
     width = batch.responses.shape[1]
@@ -112,13 +112,13 @@ def grouped_forward(
             parts.append(rest.logits)
             if hidden:
                 hidden_parts.append(rest.hidden_states[-1])
-        logits.append(_pad_width(torch.cat(parts, dim=1), width))
+        logits.append(pad_width(torch.cat(parts, dim=1), width))
         if hidden:
-            states.append(_pad_width(torch.cat(hidden_parts, dim=1), width))
+            states.append(pad_width(torch.cat(hidden_parts, dim=1), width))
     return torch.cat(logits), (torch.cat(states) if hidden else None)
 
 
-def _cache_keyword(model: Any) -> str:
+def cache_keyword(model: Any) -> str:
     """transformers 5.25 renamed the forward's `past_key_values` (and the output's) to `cache`."""
     import inspect
 
@@ -126,7 +126,7 @@ def _cache_keyword(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
-def _pad_width(x: torch.Tensor, width: int) -> torch.Tensor:
+def pad_width(x: torch.Tensor, width: int) -> torch.Tensor:
     """(k, w, d) -> (k, width, d) with zeros after column w (masked positions)."""
     if x.shape[1] == width:
         return x

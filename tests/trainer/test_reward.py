@@ -217,3 +217,75 @@ def test_eval_reward_cli_reports_accuracy_with_an_interval_and_margins(
     written = json.loads(margins.read_text())
     assert len(written) == len(HELDOUT)
     assert sum(m > 0 for m in written) / len(written) == pytest.approx(report["pair_accuracy"])
+
+
+def test_shared_prompt_scores_equal_the_padded_ones_and_their_gradients(tiny_base: Path) -> None:
+    """Each prompt runs once and its answers continue from its cache: the same scores (and LoRA
+    gradients) as running every sequence whole, whatever the grouping, empty answers included."""
+    from trainer.reward import forward_scores, shared_prompt_scores
+    from trainer.tokens import encode
+
+    tokenizer = load_tokenizer(str(tiny_base))
+    model = load_reward_model(str(tiny_base), config(), lora=True, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a trained-looking adapter and head, so the scores differ by sequence
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    rows = [
+        (TRAIN[0].prompt, TRAIN[0].chosen),
+        (TRAIN[1].prompt, TRAIN[1].rejected),
+        (TRAIN[0].prompt, TRAIN[0].rejected),  # the first prompt again: shared
+        (TRAIN[0].prompt, ""),  # nothing after the prompt: the score at the prompt's end
+        (TRAIN[0].prompt, "a much longer answer than the others, to pad the rest"),
+    ]
+    encoded = [encode(tokenizer, p, c, 256, add_eos=False) for p, c in rows]
+    seqs, lens = [e.ids for e in encoded], [e.prompt_len for e in encoded]
+    pad = int(tokenizer.pad_token_id)
+
+    padded = forward_scores(model, seqs, pad)
+    shared = shared_prompt_scores(model, seqs, lens, pad)
+    assert torch.allclose(padded, shared, atol=1e-5), (padded, shared)
+    assert padded.std() > 1e-3  # the scores differ: the comparison means something
+
+    def grads(scores: torch.Tensor) -> list[torch.Tensor]:
+        model.zero_grad()
+        (scores * torch.arange(1.0, len(rows) + 1)).sum().backward()
+        return [p.grad.clone() for p in model.parameters() if p.requires_grad and p.grad is not None]
+
+    g_padded = grads(forward_scores(model, seqs, pad))
+    g_shared = grads(shared_prompt_scores(model, seqs, lens, pad))
+    assert len(g_padded) == len(g_shared) > 0
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_padded, g_shared, strict=True))
+
+
+def test_examples_are_grouped_by_their_prompt() -> None:
+    from trainer.reward import Item, group_by_prompt
+
+    def item(prompt: list[int], answer: list[int]) -> Item:
+        return Item((prompt + answer,), 1.0, 1.0, (len(prompt),))
+
+    a1, b1, a2, a3 = item([1, 2], [9]), item([3], [9]), item([1, 2], [8, 7]), item([1, 2], [])
+    assert group_by_prompt([a1, b1, a2, a3]) == [(a1, a2, a3), (b1,)]  # order of first appearance
+    assert group_by_prompt([a1, b1, a2, a3], most=2) == [(a1, a2), (a3,), (b1,)]
+
+
+def test_a_reward_model_learns_thumbs_that_share_prompts(tiny_base: Path, tmp_path: Path) -> None:
+    """Employees' feedback: several answers (thumbs) to each prompt. Trained a prompt at a time, the
+    reward model separates good from bad answers to prompts it never saw; a step covers 2 prompts."""
+    import random
+
+    from tests.trainer.synthetic import BAD, GOOD, Thumb, _words, chat_prompt
+
+    rng = random.Random(3)
+    thumbs = []
+    for _ in range(12):  # 12 prompts, 4 answers each: two good, two bad
+        prompt = chat_prompt(_words(rng, 3, 5))
+        for marker in (GOOD, BAD, GOOD, BAD):
+            thumbs.append(Thumb(prompt, f"{_words(rng, 2, 5)} {marker} {_words(rng, 1, 4)}.", marker == GOOD))
+    cfg = config(epochs=3, batch_size=2)
+    result = train(tmp_path / "run", tiny_base, cfg, pairs=[], thumbs=thumbs, heldout_pairs=HELDOUT)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["metrics"]["steps"] == 3 * 6  # epochs × (12 prompts / 2 a step)
+    assert manifest["metrics"]["examples_seen"] == 3 * len(thumbs)
+    assert result.heldout["pair_accuracy"] >= 0.9
