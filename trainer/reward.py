@@ -244,22 +244,39 @@ def score(
     folder: Path | None = None,
     show: bool | None = None,
 ) -> list[float]:
-    """Raw reward of each (prompt, completion), in input order; batches of similar length, progress shown
-    (and kept in `folder`/progress.json when given). `show` None: a bar only for passes of more than 64
-    sequences (PPO scores each small rollout batch without one)."""
+    """Raw reward of each (prompt, completion), in input order, progress shown (and kept in
+    `folder`/progress.json when given). Completions to the same prompt (PPO's group of answers, the
+    employees' answers to one question) share one pass of the prompt (`shared_prompt_scores`, 16 at a
+    time); the others go in batches of similar length. `show` None: a bar only for passes of more than
+    64 sequences (PPO scores each small rollout batch without one)."""
     model.eval()
-    seqs = [
-        encode(tokenizer, p, c, max_length, add_eos=False).ids
-        for p, c in zip(prompts, completions, strict=True)
+    encoded = [
+        encode(tokenizer, p, c, max_length, add_eos=False) for p, c in zip(prompts, completions, strict=True)
     ]
+    seqs = [e.ids for e in encoded]
+    pad = int(tokenizer.pad_token_id)
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i, e in enumerate(encoded):
+        by_prompt.setdefault(tuple(e.ids[: e.prompt_len]), []).append(i)
+    shared = [
+        rows[j : j + 16] for rows in by_prompt.values() if len(rows) > 1 for j in range(0, len(rows), 16)
+    ]
+    alone = [rows[0] for rows in by_prompt.values() if len(rows) == 1]
     out = [0.0] * len(seqs)
     enabled = len(seqs) > 64 if show is None else show
     with Progress(phase, len(seqs), folder=folder, unit="seq", enabled=enabled) as progress:
-        for batch in length_batches([len(s) for s in seqs], batch_size):
-            values = forward_scores(model, [seqs[i] for i in batch], tokenizer.pad_token_id).tolist()
-            for i, value in zip(batch, values, strict=True):
+        for rows in shared:
+            lens = [encoded[i].prompt_len for i in rows]
+            values = shared_prompt_scores(model, [seqs[i] for i in rows], lens, pad).tolist()
+            for i, value in zip(rows, values, strict=True):
                 out[i] = value
-            progress.update(len(batch))
+            progress.update(len(rows))
+        for batch in length_batches([len(seqs[i]) for i in alone], batch_size):
+            rows = [alone[b] for b in batch]
+            values = forward_scores(model, [seqs[i] for i in rows], pad).tolist()
+            for i, value in zip(rows, values, strict=True):
+                out[i] = value
+            progress.update(len(rows))
     return out
 
 

@@ -175,6 +175,14 @@ def test_score_keeps_input_order_when_batching_by_length(trained: RewardResult) 
         score(model, tokenizer, [p], [c], batch_size=1)[0] for p, c in zip(prompts, completions, strict=True)
     ]
     assert together == pytest.approx(one_by_one, abs=1e-5)
+    # answers to the same prompt (as PPO's group) share its pass and come back in input order too
+    grouped = [HELDOUT[0].prompt, HELDOUT[1].prompt, HELDOUT[0].prompt, HELDOUT[0].prompt]
+    answers = [HELDOUT[0].chosen, HELDOUT[1].rejected, HELDOUT[0].rejected, HELDOUT[0].chosen + " again"]
+    shared = score(model, tokenizer, grouped, answers, batch_size=2)
+    alone = [
+        score(model, tokenizer, [p], [c], batch_size=1)[0] for p, c in zip(grouped, answers, strict=True)
+    ]
+    assert shared == pytest.approx(alone, abs=1e-5) and shared[0] != pytest.approx(shared[2], abs=1e-3)
 
 
 def test_eval_reward_cli_reports_accuracy_with_an_interval_and_margins(
