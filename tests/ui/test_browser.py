@@ -136,6 +136,9 @@ def test_operator_token_knowledge_upload_and_operator_tab(
     question.fill(FOLLOW_UP)
     question.press("Enter")
     expect(page.locator("#kb-chat [data-testid=bot]")).to_have_count(1)
+    # finished (stored, so it can be rated) once the history lists its conversation; the bot message
+    # appears while it still streams, and a loaded machine streams slowly
+    expect(page.locator("#kb-history")).to_contain_text("1 turn", timeout=60_000)
     page.locator("#kb-chat button[aria-label='Dislike']").last.click()
     expect(page.locator("#kb-feedback")).to_be_visible()
     question.fill(PARKING)
